@@ -1,0 +1,82 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""lguest's constants, as include/lgcore/lgcore.h defines them (a test keeps
+the two in step)."""
+
+IRQS = 32
+IDT_ENTRIES = 256
+FIRST_EXTERNAL_VECTOR = 0x20
+SYSCALL_VECTOR = 0x80
+TRAP_ENTRY = 0x1F
+NO_TRAP = 256
+GUEST_PL = 1
+LGUEST_CS = 0x50
+LGUEST_DS = 0x58
+KERNEL_CS = 0x60
+KERNEL_DS = 0x68
+USER_CS = 0x73
+USER_DS = 0x7B
+GUEST_CS = 0x61
+GUEST_DS = 0x69
+PAGE_SIZE = 4096
+
+EFLAGS_TF = 0x100
+EFLAGS_IF = 0x200
+EFLAGS_NT = 0x4000
+EFLAGS_RF = 0x10000
+EFLAGS_VM = 0x20000
+
+GATE_TASK = 0x5
+GATE_CALL = 0xC
+GATE_INTERRUPT = 0xE
+GATE_TRAP = 0xF
+
+CHANGED_IDT = 1
+CHANGED_GDT = 2
+CHANGED_GDT_TLS = 4
+CHANGED_ALL = 3
+
+LHCALL_FLUSH_ASYNC = 0
+LHCALL_LGUEST_INIT = 1
+LHCALL_SHUTDOWN = 2
+LHCALL_NEW_PGTABLE = 4
+LHCALL_FLUSH_TLB = 5
+LHCALL_LOAD_IDT_ENTRY = 6
+LHCALL_SET_STACK = 7
+LHCALL_TS = 8
+LHCALL_SET_CLOCKEVENT = 9
+LHCALL_HALT = 10
+LHCALL_SET_PMD = 13
+LHCALL_SET_PTE = 14
+LHCALL_SET_PGD = 15
+LHCALL_LOAD_TLS = 16
+LHCALL_NOTIFY = 17
+LHCALL_LOAD_GDT_ENTRY = 18
+LHCALL_SEND_INTERRUPTS = 19
+SHUTDOWN_POWEROFF = 1
+SHUTDOWN_RESTART = 2
+HCALL_RING_SIZE = 64
+CLOCK_MIN_DELTA = 100
+
+# Byte offsets in the seed-era struct lguest_data (1396 bytes).
+LD_IRQ_ENABLED = 0
+LD_BLOCKED = 4
+LD_CR2 = 8
+LD_TIME = 12
+LD_IRQ_PENDING = 20
+LD_HCALL_STATUS = 24
+LD_HCALLS = 88
+LD_RESERVE_MEM = 1368
+LD_TSC_KHZ = 1372
+LD_PGDIR = 1376
+LD_NOIRQ_START = 1380
+LD_NOIRQ_END = 1384
+LD_KERNEL_ADDRESS = 1388
+LD_SYSCALL_VEC = 1392
+LD_SIZE = 1396
+REGS_SIZE = 72
+
+# The registers in struct lguest_regs order (4 bytes each).
+REGS = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "gs", "fs", "ds", "es",
+        "trapnum", "errcode", "eip", "cs", "eflags", "esp", "ss")
+
+__all__ = [name for name in dir() if name.isupper()]

@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Delivering interrupts and traps into a guest (H:205-H:220): the pending
+bitmap, the guest's virtual interrupt flag and no-IRQ window, and the x86
+interrupt frame built on the guest's stack in guest RAM.  Typed Cython over
+raw pointers taken once when the RAM was attached; every function is
+``noexcept nogil``, and a misbehaving guest is killed (first reason sticks),
+never raised on."""
+from libc.stdint cimport uint32_t
+from lgcore.abi cimport *
+from lgcore.guestmem cimport (lg_kill, lg_lgwrite, lg_ld_get, lg_ld_put,
+                              lg_guest_pa, lg_write_timestamp)
+from lgcore.idt cimport lg_idt_address, lg_idt_type, lg_idt_present
+
+
+# The stack grows down: step the (guest-physical) pointer, then store.  Each
+# push passes lguest's address check on its own, so a frame can land in part.
+cdef void lg_push_guest_stack(lg_cpu_t *cpu, uint32_t *gstack, uint32_t val) noexcept nogil:
+    gstack[0] -= 4
+    lg_lgwrite(cpu, gstack[0], val)
+
+
+# H:210
+# Building the frame the CPU would build, so the guest's ordinary `iret`
+# undoes it.  Interrupts and traps differ only in the optional error code.
+#
+# Whether the guest was in its kernel is read from the RPL of the stack
+# segment.  From userspace the frame goes on the kernel stack the guest named
+# with SET_STACK, and starts with the old ss:esp so `iret` can return across
+# privilege levels.  The stack address is translated once and then only
+# decremented, so a frame crossing a page boundary continues in the
+# physically preceding page (guest kernel stacks are contiguous).
+#
+# The guest never really runs with IF clear, so the eflags we push carry its
+# virtual IF from lguest_data.irq_enabled instead; an unreadable field leaves
+# IF set.  The new esp is the virtual stack moved by however far the physical
+# pointer went, in 32-bit arithmetic.  An interrupt gate then disables the
+# guest's virtual interrupts, after the pushes.
+cdef void lg_set_guest_interrupt(lg_cpu_t *cpu, uint32_t lo, uint32_t hi,
+                                 bint has_err) noexcept nogil:
+    cdef lg_guest_t *lg = cpu.lg
+    cdef lg_regs_t *regs = &cpu.regs
+    cdef uint32_t gstack, origstack, virtstack, eflags, ss, irq_enable
+    if (regs.ss & 3) != LG_GUEST_PL:
+        virtstack = cpu.esp1
+        ss = cpu.ss1
+        gstack = lg_guest_pa(cpu, virtstack)
+        origstack = gstack
+        lg_push_guest_stack(cpu, &gstack, regs.ss)
+        lg_push_guest_stack(cpu, &gstack, regs.esp)
+    else:
+        virtstack = regs.esp
+        ss = regs.ss
+        gstack = lg_guest_pa(cpu, virtstack)
+        origstack = gstack
+
+    eflags = regs.eflags
+    if lg_ld_get(lg, LG_LD_IRQ_ENABLED, &irq_enable) == 0 and not (irq_enable & LG_EFLAGS_IF):
+        eflags &= ~LG_EFLAGS_IF
+
+    lg_push_guest_stack(cpu, &gstack, eflags)
+    lg_push_guest_stack(cpu, &gstack, regs.cs)
+    lg_push_guest_stack(cpu, &gstack, regs.eip)
+    if has_err:
+        lg_push_guest_stack(cpu, &gstack, regs.errcode)
+
+    regs.ss = ss
+    regs.esp = virtstack + (gstack - origstack)
+    regs.cs = LG_GUEST_CS
+    regs.eip = lg_idt_address(lo, hi)
+    # C:020 hardened profile: the later lguest also clears single-step,
+    # nested-task, resume and VM86 for the handler, as the CPU does.
+    if lg.fixes & LG_FIX_EFLAGS:
+        regs.eflags &= ~(LG_EFLAGS_TF | LG_EFLAGS_NT | LG_EFLAGS_RF | LG_EFLAGS_VM)
+
+    if lg_idt_type(lo, hi) == LG_GATE_INTERRUPT:
+        if lg_ld_put(lg, LG_LD_IRQ_ENABLED, 0) != 0:
+            lg_kill(lg, LG_KILL_DISABLING_INTERRUPTS, 0, 0, 0)
+
+
+# H:205
+# Virtual interrupts.  The pending word minus the guest's blocked mask gives
+# the candidates; the lowest wins.  Before LGUEST_INIT, or when the mask
+# cannot be read, nothing is pending and *more is left alone.
+#
+# `more` is find_next_bit() of the rest taken as a truth value, and that
+# index is never 0, so in the seed `more` is always true and irq_pending is
+# never cleared.  The hardened profile asks whether another IRQ is pending.
+cdef unsigned int lg_interrupt_pending(lg_cpu_t *cpu, bint *more) noexcept nogil:
+    cdef uint32_t blocked, blk
+    cdef unsigned int irq
+    if not cpu.lg.has_lguest_data:
+        return LG_IRQS
+    if lg_ld_get(cpu.lg, LG_LD_BLOCKED, &blocked) != 0:
+        return LG_IRQS
+    blk = lg_atomic_load32(&cpu.irqs_pending) & ~blocked
+    irq = lg_ffs32(blk)
+    if cpu.lg.fixes & LG_FIX_MORE:
+        more[0] = irq < LG_IRQS - 1 and (blk >> (irq + 1)) != 0
+    else:
+        more[0] = True
+    return irq
+
+
+# Divert the guest into the handler of one IRQ.  Nothing happens while the
+# guest sits in its no-IRQ window (the instructions of its `iret` path).  A
+# halted guest always takes the IRQ and gets its virtual IF back; a running
+# one with virtual interrupts off only learns, through irq_pending, that one
+# waits.  An IRQ whose gate is absent stays pending.  The timestamp is
+# refreshed on every attempt that got this far.  Returns whether a frame was
+# built (the seed returns nothing; the fused step below uses it).
+cdef bint lg_try_deliver_interrupt(lg_cpu_t *cpu, unsigned int irq, bint more) noexcept nogil:
+    cdef lg_guest_t *lg = cpu.lg
+    cdef lg_desc_t *idt
+    cdef uint32_t irq_enabled
+    cdef bint delivered = False
+    if irq >= LG_IRQS:
+        return False
+    if cpu.regs.eip >= lg.noirq_start and cpu.regs.eip < lg.noirq_end:
+        return False
+    if cpu.halted:
+        if lg_ld_put(lg, LG_LD_IRQ_ENABLED, LG_EFLAGS_IF) != 0:
+            lg_kill(lg, LG_KILL_REENABLING_INTERRUPTS, 0, 0, 0)
+        cpu.halted = 0
+    else:
+        if lg_ld_get(lg, LG_LD_IRQ_ENABLED, &irq_enabled) != 0:
+            irq_enabled = 0
+        if irq_enabled == 0:
+            lg_ld_put(lg, LG_LD_IRQ_PENDING, LG_EFLAGS_IF)
+            return False
+
+    idt = &cpu.idt[LG_FIRST_EXTERNAL_VECTOR + irq]
+    if lg_idt_present(idt.a, idt.b):
+        lg_atomic_andnot32(&cpu.irqs_pending, 1u << irq)
+        lg_set_guest_interrupt(cpu, idt.a, idt.b, False)
+        delivered = True
+
+    lg_write_timestamp(cpu)
+    if not more:
+        lg_ld_put(lg, LG_LD_IRQ_PENDING, 0)
+    return delivered
+
+
+# Raise an IRQ for the vCPU: an atomic OR, safe from any thread.  Waking a
+# halted vCPU or kicking a running one is policy (lgcore.wake).  The seed
+# trusts its callers with the range; the engine refuses an IRQ it has no
+# bit for.
+cdef void lg_set_interrupt(lg_cpu_t *cpu, unsigned int irq) noexcept nogil:
+    if irq < LG_IRQS:
+        lg_atomic_or32(&cpu.irqs_pending, 1u << irq)
+# :*
+
+
+# C:030 One run-loop step 4 in one call: find the first deliverable IRQ and
+# try it.  Returns the IRQ whose frame was built, or -1.
+cdef int lg_deliver_pending(lg_cpu_t *cpu) noexcept nogil:
+    cdef bint more
+    cdef unsigned int irq = lg_interrupt_pending(cpu, &more)
+    if irq >= LG_IRQS:
+        return -1
+    if lg_try_deliver_interrupt(cpu, irq, more):
+        return <int>irq
+    return -1
+
+
+# H:220
+# Reflecting a trap uses the same frame builder, with the error code for the
+# traps that have one.  A number past the table (the Switcher's own-fault
+# sentinel 256) or a gate the guest never set cannot be delivered; the
+# caller kills the guest then.  Type and DPL were vetted by set_trap.
+cdef bint lg_deliver_trap(lg_cpu_t *cpu, unsigned int num) noexcept nogil:
+    if num >= LG_IDT_ENTRIES:
+        return False
+    if not lg_idt_present(cpu.idt[num].a, cpu.idt[num].b):
+        return False
+    lg_set_guest_interrupt(cpu, cpu.idt[num].a, cpu.idt[num].b, lg_has_err(num))
+    return True
+# :*

@@ -1,0 +1,885 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""lgcore's Python face: a guest (its RAM and lguest's per-guest state) and
+its vCPUs (registers, the guest IDT, pending IRQs), with every function of
+lguest's interrupts_and_traps.c as a method under its own name.
+
+The objects own the C state the nogil engine works on.  The RAM buffer is
+acquired once, writable, when the guest is made and held until ``close()``:
+while lgcore holds it a bytearray cannot be resized nor an mmap closed.
+Guest misbehaviour never raises here: it kills the guest (``Guest.dead``
+holds lguest's reason, the first one sticks) and the run loop stops it.
+Bad input from the VMM (a read-only buffer, an IRQ past the IRQ count, a
+value that does not fit 32 bits) raises at once, naming the value and the
+limit."""
+from libc.stdint cimport uint8_t, uint32_t, int64_t, uint64_t
+from libc.string cimport memset, memcpy
+
+from lgcore.abi cimport *
+from lgcore.guestmem cimport (lg_address_ok, lg_lgread, lg_lgwrite, lg_guest_pa,
+                              lg_pin_page, lg_write_timestamp, lg_clock_now_ns,
+                              lg_kill)
+from lgcore.idt cimport (lg_idt_address, lg_idt_type, lg_idt_present,
+                         lg_could_be_syscall, lg_check_syscall_vector,
+                         lg_direct_trap, lg_set_trap, lg_load_guest_idt_entry,
+                         lg_default_idt_entry, lg_setup_default_idt_entries,
+                         lg_copy_traps)
+from lgcore.deliver cimport (lg_has_err, lg_push_guest_stack, lg_set_guest_interrupt,
+                             lg_interrupt_pending, lg_try_deliver_interrupt,
+                             lg_set_interrupt, lg_deliver_pending, lg_deliver_trap)
+
+PROFILES = {"seed": LG_PROFILE_SEED, "hardened": LG_PROFILE_HARDENED}
+FIXES = {
+    "more": LG_FIX_MORE,
+    "eflags": LG_FIX_EFLAGS,
+    "address_check": LG_FIX_ADDRESS_CHECK,
+    "syscall_reflect": LG_FIX_SYSCALL_REFLECT,
+}
+_MAX_RAM = 1 << 32
+
+
+class GuestKilled(Exception):
+    """The guest was killed; ``reason`` is lguest's message."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class GuestClosed(RuntimeError):
+    """The guest's RAM was released with ``Guest.close()``."""
+
+
+# ---- argument checks at the boundary ----
+
+cdef inline uint32_t _u32(object value, str what) except? 0xFFFFFFFF:
+    if not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < 0 or value > 0xFFFFFFFF:
+        raise ValueError(f"{what}={value!r} does not fit 32 bits (0..0xFFFFFFFF)")
+    return <uint32_t>value
+
+
+cdef inline unsigned int _below(object value, unsigned int limit, str what) except? 0xFFFFFFFF:
+    if not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < 0 or value >= limit:
+        raise ValueError(f"{what}={value!r} is out of range (0..{limit - 1})")
+    return <unsigned int>value
+
+
+cdef inline const uint8_t *_ro_words(const uint8_t[::1] buf, Py_ssize_t need, str what) except NULL:
+    if buf.shape[0] < need:
+        raise ValueError(f"{what} has {buf.shape[0]} bytes; {need} are needed")
+    return &buf[0]
+
+
+cdef inline uint8_t *_rw_words(uint8_t[::1] buf, Py_ssize_t need, str what) except NULL:
+    if buf.shape[0] < need:
+        raise ValueError(f"{what} has {buf.shape[0]} bytes; {need} are needed")
+    return &buf[0]
+
+
+# ---- kill reasons in lguest's words ----
+
+def _hex(uint32_t v):
+    # The kernel's %#lx prints 0 as "0x0".
+    return "0x0" if v == 0 else f"{v:#x}"
+
+
+def _signed(uint32_t v):
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+_KILL_FORMAT = {
+    LG_KILL_DISABLING_INTERRUPTS: lambda a: "Disabling interrupts",
+    LG_KILL_REENABLING_INTERRUPTS: lambda a: "Re-enabling interrupts",
+    LG_KILL_BAD_STACK_SEGMENT: lambda a: f"bad stack segment {_signed(a[0])}",
+    LG_KILL_BAD_STACK_PAGES: lambda a: f"bad stack pages {a[0]}",
+    LG_KILL_BAD_IDT_TYPE: lambda a: f"bad IDT type {_signed(a[0])}",
+    LG_KILL_SETTING_IDT_ENTRY: lambda a: f"Setting idt entry {a[0]}",
+    LG_KILL_BAD_READ: lambda a: f"bad read address {_hex(a[0])} len {a[1]}",
+    LG_KILL_BAD_WRITE: lambda a: f"bad write address {_hex(a[0])} len {a[1]}",
+    LG_KILL_BAD_ADDRESS: lambda a: f"Bad address {_hex(a[0])}",
+    LG_KILL_WRITING_TIMESTAMP: lambda a: "Writing timestamp",
+    LG_KILL_BAD_STACK_PAGE: lambda a: f"bad stack page {_hex(a[0])}",
+}
+
+
+# ---- raw views of C state ----
+
+cdef class _RawView:
+    """Exports a fixed piece of C state as a writable byte buffer; keeps the
+    object owning that state alive for as long as any view exists."""
+    cdef object owner
+    cdef char *ptr
+    cdef Py_ssize_t size
+    cdef Py_ssize_t shape[1]
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        self.shape[0] = self.size
+        view.buf = self.ptr
+        view.obj = self
+        view.len = self.size
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = "B"
+        view.ndim = 1
+        view.shape = self.shape
+        view.strides = NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+
+cdef object _raw_view(object owner, void *ptr, Py_ssize_t size):
+    cdef _RawView v = _RawView.__new__(_RawView)
+    v.owner = owner
+    v.ptr = <char *>ptr
+    v.size = size
+    return memoryview(v)
+
+
+# ---- clocks ----
+
+cdef class Clock:
+    """The clock write_timestamp() reads and guest timers run on."""
+
+    def __cinit__(self):
+        self._listeners = []
+
+    def now_ns(self):
+        """Nanoseconds since the epoch."""
+        return lg_clock_now_ns(&self.c)
+
+    @property
+    def virtual(self):
+        return self.c.mode == LG_CLOCK_VIRTUAL
+
+    def add_listener(self, callback):
+        """Call ``callback(now_ns)`` whenever a virtual clock moves."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback):
+        self._listeners.remove(callback)
+
+
+cdef class WallClock(Clock):
+    """CLOCK_REALTIME, as lguest's hrtimer and timestamp use."""
+
+    def __cinit__(self):
+        self.c.mode = LG_CLOCK_REALTIME
+
+
+cdef class VirtualClock(Clock):
+    """A clock that moves only when told, for deterministic runs."""
+
+    def __cinit__(self, start_ns=0):
+        self.c.mode = LG_CLOCK_VIRTUAL
+
+    def __init__(self, start_ns=0):
+        self.set_ns(start_ns)
+
+    def set_ns(self, ns):
+        """Jump to ``ns`` (>= 0) and tell the listeners."""
+        if not isinstance(ns, int):
+            raise TypeError(f"ns must be an int, not {type(ns).__name__}")
+        if ns < 0 or ns >= (1 << 63):
+            raise ValueError(f"ns={ns!r} is out of range (0..2**63-1)")
+        lg_atomic_store64(&self.c.virtual_ns, <int64_t>ns)
+        for callback in list(self._listeners):
+            callback(ns)
+
+    def advance(self, ns):
+        """Move forward by ``ns`` (>= 0) nanoseconds."""
+        if not isinstance(ns, int) or ns < 0:
+            raise ValueError(f"advance(ns={ns!r}): ns must be a non-negative int")
+        self.set_ns(lg_atomic_load64(&self.c.virtual_ns) + ns)
+
+
+_WALL_CLOCK = WallClock()
+
+
+# ---- the guest ----
+
+cdef class Guest:
+    """One guest: its RAM and lguest's per-guest state (struct lguest).
+
+    ``ram`` is any writable, contiguous buffer (bytearray, mmap, NumPy array,
+    ctypes array) of at least the size of lguest_data (1396 bytes) and at
+    most 4 GiB.  ``profile`` is "seed" (bit for bit the original) or
+    "hardened"; ``syscall_vector`` is lguest's module parameter; ``clock``
+    defaults to the wall clock; ``pfn_limit`` (pages the guest may address)
+    defaults to the whole buffer.
+    """
+
+    def __cinit__(self, ram, *, profile="seed", syscall_vector=LG_SYSCALL_VECTOR,
+                  clock=None, pfn_limit=None):
+        cdef uint8_t[::1] raw
+        cdef Py_ssize_t n
+        self.vcpus = []
+        try:
+            mv = memoryview(ram)
+        except TypeError:
+            raise TypeError(f"guest RAM must be a writable buffer, not {type(ram).__name__}") from None
+        if mv.readonly:
+            raise TypeError(f"guest RAM must be writable; this {type(ram).__name__} is read-only")
+        if not mv.c_contiguous:
+            raise TypeError(f"guest RAM must be one contiguous buffer; this {type(ram).__name__} is not")
+        n = mv.nbytes
+        if n < LG_LD_SIZE:
+            raise ValueError(f"guest RAM of {n} bytes is smaller than lguest_data ({LG_LD_SIZE} bytes)")
+        if n > _MAX_RAM:
+            raise ValueError(f"guest RAM of {n} bytes exceeds the 32-bit guest-physical space ({_MAX_RAM} bytes)")
+        # One export of the buffer, held until close(): it pins the memory.
+        self._mv = mv.cast("B")
+        raw = self._mv
+        self.c.mem = &raw[0]
+        self.c.mem_len = <uint64_t>n
+        self.c.pfn_limit = <uint32_t>(n >> LG_PAGE_SHIFT)
+
+    def __init__(self, ram, *, profile="seed", syscall_vector=LG_SYSCALL_VECTOR,
+                 clock=None, pfn_limit=None):
+        self.profile = profile
+        self.syscall_vector = syscall_vector
+        if clock is None:
+            clock = _WALL_CLOCK
+        if not isinstance(clock, Clock):
+            raise TypeError(f"clock must be an lgcore Clock, not {type(clock).__name__}")
+        self.clock = clock
+        self.c.clock = &(<Clock>clock).c
+        if pfn_limit is not None:
+            self.pfn_limit = pfn_limit
+
+    def __dealloc__(self):
+        self._release()
+
+    cdef void _release(self) noexcept:
+        self.c.mem = NULL
+        self.c.mem_len = 0
+        if self._mv is not None:
+            try:
+                self._mv.release()
+            except BufferError:
+                pass
+            self._mv = None
+
+    def close(self):
+        """Release the RAM buffer.  The guest and its vCPUs are unusable after."""
+        self._release()
+
+    @property
+    def closed(self):
+        return self.c.mem == NULL
+
+    def _check_open(self):
+        if self.c.mem == NULL:
+            raise GuestClosed("the guest is closed; its RAM was released")
+
+    def add_vcpu(self, start_eip=0):
+        """Make a vCPU with lguest's initial registers (ring-1 kernel
+        segments, eflags 0x202) at ``start_eip``."""
+        self._check_open()
+        cdef VCpu cpu = VCpu.__new__(VCpu, self, len(self.vcpus))
+        cpu.c.regs.eip = _u32(start_eip, "start_eip")
+        self.vcpus.append(cpu)
+        return cpu
+
+    @property
+    def ram(self):
+        """A writable memoryview of the guest's RAM."""
+        self._check_open()
+        return memoryview(self._mv.obj).cast("B")
+
+    @property
+    def mem_len(self):
+        return self.c.mem_len
+
+    @property
+    def pfn_limit(self):
+        return self.c.pfn_limit
+
+    @pfn_limit.setter
+    def pfn_limit(self, value):
+        self.c.pfn_limit = _u32(value, "pfn_limit")
+
+    @property
+    def lguest_data(self):
+        """Guest-physical address of lguest_data, or None before LGUEST_INIT."""
+        return self.c.lguest_data if self.c.has_lguest_data else None
+
+    @lguest_data.setter
+    def lguest_data(self, value):
+        if value is None:
+            self.c.has_lguest_data = 0
+            self.c.lguest_data = 0
+        else:
+            self.c.lguest_data = _u32(value, "lguest_data")
+            self.c.has_lguest_data = 1
+
+    @property
+    def noirq_start(self):
+        return self.c.noirq_start
+
+    @noirq_start.setter
+    def noirq_start(self, value):
+        self.c.noirq_start = _u32(value, "noirq_start")
+
+    @property
+    def noirq_end(self):
+        return self.c.noirq_end
+
+    @noirq_end.setter
+    def noirq_end(self, value):
+        self.c.noirq_end = _u32(value, "noirq_end")
+
+    @property
+    def stack_pages(self):
+        return self.c.stack_pages
+
+    @stack_pages.setter
+    def stack_pages(self, value):
+        self.c.stack_pages = _u32(value, "stack_pages")
+
+    @property
+    def syscall_vector(self):
+        return self.c.syscall_vector
+
+    @syscall_vector.setter
+    def syscall_vector(self, value):
+        self.c.syscall_vector = _below(value, LG_IDT_ENTRIES, "syscall_vector")
+
+    @property
+    def fixes(self):
+        """The profile's LG_FIX_* bits (see lgcore.FIXES)."""
+        return self.c.fixes
+
+    @fixes.setter
+    def fixes(self, value):
+        v = _u32(value, "fixes")
+        if v & ~LG_PROFILE_HARDENED:
+            raise ValueError(f"fixes={value!r} has unknown bits (known: {LG_PROFILE_HARDENED:#x})")
+        self.c.fixes = v
+
+    @property
+    def profile(self):
+        """"seed", "hardened", or "custom" for any other mix of fixes."""
+        for name, bits in PROFILES.items():
+            if self.c.fixes == bits:
+                return name
+        return "custom"
+
+    @profile.setter
+    def profile(self, name):
+        if name not in PROFILES:
+            raise ValueError(f"profile={name!r} is not one of {sorted(PROFILES)}")
+        self.c.fixes = PROFILES[name]
+
+    # -- kill_guest --
+
+    @property
+    def dead(self):
+        """lguest's kill reason, or None while the guest lives."""
+        code = self.c.dead
+        if code == LG_KILL_NONE:
+            return None
+        if code == LG_KILL_TEXT:
+            return self._dead_text
+        args = (self.c.dead_args[0], self.c.dead_args[1], self.c.dead_args[2])
+        return _KILL_FORMAT[code](args)
+
+    @property
+    def dead_code(self):
+        return self.c.dead
+
+    @property
+    def dead_args(self):
+        return (self.c.dead_args[0], self.c.dead_args[1], self.c.dead_args[2])
+
+    def kill_guest(self, reason):
+        """Kill the guest with ``reason`` unless it is already dead."""
+        if self.c.dead == LG_KILL_NONE:
+            self._dead_text = str(reason)
+            self.c.dead = LG_KILL_TEXT
+
+    def revive(self):
+        """Forget the kill reason (restoring a saved guest, tests)."""
+        self.c.dead = LG_KILL_NONE
+        self._dead_text = None
+        self.c.dead_args[0] = self.c.dead_args[1] = self.c.dead_args[2] = 0
+
+    def raise_if_dead(self):
+        """Raise GuestKilled with the reason if the guest is dead."""
+        if self.c.dead != LG_KILL_NONE:
+            raise GuestKilled(self.dead)
+
+    # -- per-guest seed functions --
+
+    def lguest_address_ok(self, addr, length):
+        """lguest's address check on a guest-physical range."""
+        return lg_address_ok(&self.c, _u32(addr, "addr"), _u32(length, "length"))
+
+    def could_be_syscall(self, num):
+        """Whether ``num`` is 0x80 or this guest's syscall vector."""
+        return lg_could_be_syscall(&self.c, _u32(num, "num"))
+
+    def check_syscall_vector(self):
+        """Whether lguest_data.syscall_vec names a vector the host reserved."""
+        return lg_check_syscall_vector(&self.c)
+
+    def direct_trap(self, num):
+        """Whether trap ``num`` may go straight into this guest (H:250)."""
+        return lg_direct_trap(&self.c, _u32(num, "num"))
+
+    def __repr__(self):
+        state = "closed" if self.c.mem == NULL else (f"dead: {self.dead!r}" if self.c.dead else "alive")
+        return f"<lgcore.Guest {self.c.mem_len} bytes, {len(self.vcpus)} vCPU(s), {self.profile}, {state}>"
+
+
+# ---- the vCPU ----
+
+cdef class VCpu:
+    """One vCPU of a guest: lguest's struct lg_cpu."""
+
+    def __cinit__(self, Guest guest, int index):
+        self.guest = guest
+        self.index = index
+        self.c.lg = &guest.c
+        self.c.regs.cs = LG_GUEST_CS
+        self.c.regs.ds = LG_GUEST_DS
+        self.c.regs.es = LG_GUEST_DS
+        self.c.regs.ss = LG_GUEST_DS
+        self.c.regs.eflags = 0x202
+
+    cdef int _open(self) except -1:
+        if self.c.lg.mem == NULL:
+            raise GuestClosed("the guest is closed; its RAM was released")
+        return 0
+
+    # -- registers --
+
+    @property
+    def eax(self):
+        return self.c.regs.eax
+
+    @eax.setter
+    def eax(self, value):
+        self.c.regs.eax = _u32(value, "eax")
+
+    @property
+    def ebx(self):
+        return self.c.regs.ebx
+
+    @ebx.setter
+    def ebx(self, value):
+        self.c.regs.ebx = _u32(value, "ebx")
+
+    @property
+    def ecx(self):
+        return self.c.regs.ecx
+
+    @ecx.setter
+    def ecx(self, value):
+        self.c.regs.ecx = _u32(value, "ecx")
+
+    @property
+    def edx(self):
+        return self.c.regs.edx
+
+    @edx.setter
+    def edx(self, value):
+        self.c.regs.edx = _u32(value, "edx")
+
+    @property
+    def esi(self):
+        return self.c.regs.esi
+
+    @esi.setter
+    def esi(self, value):
+        self.c.regs.esi = _u32(value, "esi")
+
+    @property
+    def edi(self):
+        return self.c.regs.edi
+
+    @edi.setter
+    def edi(self, value):
+        self.c.regs.edi = _u32(value, "edi")
+
+    @property
+    def ebp(self):
+        return self.c.regs.ebp
+
+    @ebp.setter
+    def ebp(self, value):
+        self.c.regs.ebp = _u32(value, "ebp")
+
+    @property
+    def gs(self):
+        return self.c.regs.gs
+
+    @gs.setter
+    def gs(self, value):
+        self.c.regs.gs = _u32(value, "gs")
+
+    @property
+    def fs(self):
+        return self.c.regs.fs
+
+    @fs.setter
+    def fs(self, value):
+        self.c.regs.fs = _u32(value, "fs")
+
+    @property
+    def ds(self):
+        return self.c.regs.ds
+
+    @ds.setter
+    def ds(self, value):
+        self.c.regs.ds = _u32(value, "ds")
+
+    @property
+    def es(self):
+        return self.c.regs.es
+
+    @es.setter
+    def es(self, value):
+        self.c.regs.es = _u32(value, "es")
+
+    @property
+    def trapnum(self):
+        return self.c.regs.trapnum
+
+    @trapnum.setter
+    def trapnum(self, value):
+        self.c.regs.trapnum = _u32(value, "trapnum")
+
+    @property
+    def errcode(self):
+        return self.c.regs.errcode
+
+    @errcode.setter
+    def errcode(self, value):
+        self.c.regs.errcode = _u32(value, "errcode")
+
+    @property
+    def eip(self):
+        return self.c.regs.eip
+
+    @eip.setter
+    def eip(self, value):
+        self.c.regs.eip = _u32(value, "eip")
+
+    @property
+    def cs(self):
+        return self.c.regs.cs
+
+    @cs.setter
+    def cs(self, value):
+        self.c.regs.cs = _u32(value, "cs")
+
+    @property
+    def eflags(self):
+        return self.c.regs.eflags
+
+    @eflags.setter
+    def eflags(self, value):
+        self.c.regs.eflags = _u32(value, "eflags")
+
+    @property
+    def esp(self):
+        return self.c.regs.esp
+
+    @esp.setter
+    def esp(self, value):
+        self.c.regs.esp = _u32(value, "esp")
+
+    @property
+    def ss(self):
+        return self.c.regs.ss
+
+    @ss.setter
+    def ss(self, value):
+        self.c.regs.ss = _u32(value, "ss")
+    @property
+    def regs(self):
+        """A writable 72-byte view of struct lguest_regs."""
+        return _raw_view(self, &self.c.regs, LG_REGS_SIZE)
+
+    @property
+    def idt(self):
+        """A writable 2048-byte view of the guest IDT (256 pairs of a, b)."""
+        return _raw_view(self, &self.c.idt[0], 8 * LG_IDT_ENTRIES)
+
+    def get_idt_entry(self, num):
+        cdef unsigned int n = _below(num, LG_IDT_ENTRIES, "vector")
+        return (self.c.idt[n].a, self.c.idt[n].b)
+
+    def set_idt_entry(self, num, a, b):
+        """Store a gate as is (no vetting: that is load_guest_idt_entry)."""
+        cdef unsigned int n = _below(num, LG_IDT_ENTRIES, "vector")
+        self.c.idt[n].a = _u32(a, "a")
+        self.c.idt[n].b = _u32(b, "b")
+
+    # -- other per-vCPU state --
+
+    @property
+    def irqs_pending(self):
+        return lg_atomic_load32(&self.c.irqs_pending)
+
+    @irqs_pending.setter
+    def irqs_pending(self, value):
+        lg_atomic_store32(&self.c.irqs_pending, _u32(value, "irqs_pending"))
+
+    @property
+    def halted(self):
+        return self.c.halted
+
+    @halted.setter
+    def halted(self, value):
+        self.c.halted = 1 if value else 0
+
+    @property
+    def changed(self):
+        return self.c.changed
+
+    @changed.setter
+    def changed(self, value):
+        self.c.changed = <int>_u32(value, "changed")
+
+    @property
+    def esp1(self):
+        return self.c.esp1
+
+    @esp1.setter
+    def esp1(self, value):
+        self.c.esp1 = _u32(value, "esp1")
+
+    @property
+    def ss1(self):
+        return self.c.ss1
+
+    @ss1.setter
+    def ss1(self, value):
+        # lguest stores the segment in a u16; so do we, and say so.
+        self.c.ss1 = <uint32_t>_u32(value, "ss1") & 0xFFFF
+
+    @property
+    def pgdir(self):
+        """Guest-physical address of the page directory guest_pa walks."""
+        return self.c.pgdir
+
+    @pgdir.setter
+    def pgdir(self, value):
+        self.c.pgdir = _u32(value, "pgdir")
+
+    @property
+    def paging(self):
+        """False while guest-virtual equals guest-physical."""
+        return bool(self.c.paging)
+
+    @paging.setter
+    def paging(self, value):
+        self.c.paging = 1 if value else 0
+
+    # -- the seed's functions --
+
+    def push_guest_stack(self, gstack, val):
+        """Push ``val`` below guest-physical ``gstack``; returns the new gstack."""
+        self._open()
+        cdef uint32_t g = _u32(gstack, "gstack")
+        lg_push_guest_stack(&self.c, &g, _u32(val, "val"))
+        return g
+
+    def set_guest_interrupt(self, lo, hi, has_err):
+        """H:210: build the frame for gate (lo, hi) and enter its handler."""
+        self._open()
+        lg_set_guest_interrupt(&self.c, _u32(lo, "lo"), _u32(hi, "hi"), bool(has_err))
+
+    def interrupt_pending(self):
+        """H:205: (first unblocked pending IRQ or IRQS, more)."""
+        self._open()
+        cdef bint more = False
+        cdef unsigned int irq = lg_interrupt_pending(&self.c, &more)
+        return (irq, more)
+
+    def try_deliver_interrupt(self, irq, more):
+        """H:205: try to divert the guest into the handler of ``irq``."""
+        self._open()
+        lg_try_deliver_interrupt(&self.c, _below(irq, LG_IRQS, "irq"), bool(more))
+
+    def set_interrupt(self, irq):
+        """H:205: raise ``irq`` (any thread), then wake or kick the vCPU."""
+        lg_set_interrupt(&self.c, _below(irq, LG_IRQS, "irq"))
+        task = self.task
+        if task is not None and not task.wake_up_process():
+            task.kick_process()
+
+    def deliver_pending(self):
+        """Run-loop step 4 in one call: deliver the first deliverable pending
+        IRQ; returns its number, or None when no frame was built."""
+        if self.c.lg.mem == NULL:
+            raise GuestClosed("the guest is closed; its RAM was released")
+        cdef int irq = lg_deliver_pending(&self.c)
+        if irq < 0:
+            return None
+        return irq
+
+    def deliver_trap(self, num):
+        """H:220: reflect trap ``num``; False if it cannot be delivered."""
+        self._open()
+        return lg_deliver_trap(&self.c, _u32(num, "num"))
+
+    def load_guest_idt_entry(self, num, lo, hi):
+        """H:230: the LOAD_IDT_ENTRY hypercall."""
+        self._open()
+        lg_load_guest_idt_entry(&self.c, _u32(num, "num"), _u32(lo, "lo"), _u32(hi, "hi"))
+
+    def set_trap(self, num, lo, hi):
+        """H:235: vet gate (lo, hi) into the guest IDT at ``num``."""
+        self._open()
+        cdef unsigned int n = _below(num, LG_IDT_ENTRIES, "vector")
+        lg_set_trap(&self.c, &self.c.idt[n], n, _u32(lo, "lo"), _u32(hi, "hi"))
+
+    def copy_traps(self, idt, defaults):
+        """H:240: refresh the host IDT ``idt`` (writable, 2048 bytes) from the
+        guest's gates; ``defaults`` holds the 256 u32 host stub addresses."""
+        cdef uint8_t *out = _rw_words(idt, 8 * LG_IDT_ENTRIES, "idt")
+        cdef const uint8_t *deflt = _ro_words(defaults, 4 * LG_IDT_ENTRIES, "defaults")
+        lg_copy_traps(&self.c, <lg_desc_t *>out, <const uint32_t *>deflt)
+
+    def guest_pa(self, vaddr):
+        """Guest-virtual to guest-physical (kills on a missing mapping)."""
+        self._open()
+        return lg_guest_pa(&self.c, _u32(vaddr, "vaddr"))
+
+    def lgread(self, addr):
+        """Read a u32 at guest-physical ``addr`` (kills and gives 0 on failure)."""
+        self._open()
+        return lg_lgread(&self.c, _u32(addr, "addr"))
+
+    def lgwrite(self, addr, val):
+        """Write a u32 at guest-physical ``addr`` (kills on failure)."""
+        self._open()
+        lg_lgwrite(&self.c, _u32(addr, "addr"), _u32(val, "val"))
+
+    def pin_page(self, vaddr):
+        """The default pin: the page must be mapped present and writable."""
+        self._open()
+        lg_pin_page(&self.c, _u32(vaddr, "vaddr"))
+
+    def write_timestamp(self):
+        """Copy the guest clock's time into lguest_data.time."""
+        self._open()
+        lg_write_timestamp(&self.c)
+
+    def __repr__(self):
+        return (f"<lgcore.VCpu {self.index} eip={self.c.regs.eip:#x} cs={self.c.regs.cs:#x} "
+                f"pending={self.c.irqs_pending:#x} halted={self.c.halted}>")
+
+
+# ---- free functions under the seed's names ----
+
+def idt_address(lo, hi):
+    """The handler address of a gate."""
+    return lg_idt_address(_u32(lo, "lo"), _u32(hi, "hi"))
+
+
+def idt_type(lo, hi):
+    """The 4-bit type of a gate."""
+    return lg_idt_type(_u32(lo, "lo"), _u32(hi, "hi"))
+
+
+def idt_present(lo, hi):
+    """Whether a gate has its present bit."""
+    return lg_idt_present(_u32(lo, "lo"), _u32(hi, "hi"))
+
+
+def has_err(trap):
+    """Whether the CPU pushes an error code for ``trap``."""
+    return lg_has_err(_u32(trap, "trap"))
+
+
+def could_be_syscall(num, syscall_vector=LG_SYSCALL_VECTOR):
+    cdef lg_guest_t g
+    memset(&g, 0, sizeof(g))
+    g.syscall_vector = _below(syscall_vector, LG_IDT_ENTRIES, "syscall_vector")
+    return lg_could_be_syscall(&g, _u32(num, "num"))
+
+
+def direct_trap(num, syscall_vector=LG_SYSCALL_VECTOR):
+    """H:250 for a given syscall vector."""
+    cdef lg_guest_t g
+    memset(&g, 0, sizeof(g))
+    g.syscall_vector = _below(syscall_vector, LG_IDT_ENTRIES, "syscall_vector")
+    return lg_direct_trap(&g, _u32(num, "num"))
+
+
+def default_idt_entry(trap, handler, base=None):
+    """The host gate for ``trap`` pointing at ``handler``; ``base`` is the
+    guest's (a, b) whose DPL it copies.  Returns (a, b)."""
+    cdef lg_desc_t out, b
+    cdef lg_desc_t *bp = NULL
+    if base is not None:
+        b.a = _u32(base[0], "base[0]")
+        b.b = _u32(base[1], "base[1]")
+        bp = &b
+    lg_default_idt_entry(&out, <int>_u32(trap, "trap"), _u32(handler, "handler"), bp)
+    return (out.a, out.b)
+
+
+def setup_default_idt_entries(idt, defaults):
+    """Fill the host IDT ``idt`` (writable, 2048 bytes) with default gates to
+    the 256 u32 stub addresses in ``defaults``."""
+    cdef uint8_t *out = _rw_words(idt, 8 * LG_IDT_ENTRIES, "idt")
+    cdef const uint8_t *deflt = _ro_words(defaults, 4 * LG_IDT_ENTRIES, "defaults")
+    lg_setup_default_idt_entries(<lg_desc_t *>out, <const uint32_t *>deflt)
+
+
+def push_guest_stack(VCpu cpu, gstack, val):
+    return cpu.push_guest_stack(gstack, val)
+
+
+def set_guest_interrupt(VCpu cpu, lo, hi, has_err):
+    cpu.set_guest_interrupt(lo, hi, has_err)
+
+
+def interrupt_pending(VCpu cpu):
+    return cpu.interrupt_pending()
+
+
+def try_deliver_interrupt(VCpu cpu, irq, more):
+    cpu.try_deliver_interrupt(irq, more)
+
+
+def set_interrupt(VCpu cpu, irq):
+    cpu.set_interrupt(irq)
+
+
+def deliver_trap(VCpu cpu, num):
+    return cpu.deliver_trap(num)
+
+
+def set_trap(VCpu cpu, num, lo, hi):
+    cpu.set_trap(num, lo, hi)
+
+
+def load_guest_idt_entry(VCpu cpu, num, lo, hi):
+    cpu.load_guest_idt_entry(num, lo, hi)
+
+
+def copy_traps(VCpu cpu, idt, defaults):
+    cpu.copy_traps(idt, defaults)
+
+
+def check_syscall_vector(Guest lg):
+    return lg.check_syscall_vector()
+
+
+def guest_pa(VCpu cpu, vaddr):
+    return cpu.guest_pa(vaddr)
+
+
+def write_timestamp(VCpu cpu):
+    cpu.write_timestamp()
