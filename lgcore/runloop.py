@@ -303,38 +303,58 @@ def copy_in_guest_info(cpu: VCpu, host_idt, defaults) -> None:
     cpu.changed = 0
 
 
+RUN, HALTED, DEAD = "run", "halted", "dead"
+
+
+def step(cpu: VCpu, host_idt=None, defaults=None,
+         on_notify: Callable[[VCpu, int], None] | None = None) -> str:
+    """Everything lguest's host did between two guest entries: the pending
+    hypercall, a notification for the VMM, one pending IRQ, and the host IDT
+    refresh.  Returns RUN (enter the guest now), HALTED (sleep until an IRQ
+    is raised, then call again) or DEAD (``cpu.guest.dead`` says why)."""
+    lg = cpu.guest
+    if cpu.__dict__.get("hcall"):
+        do_hypercalls(cpu)
+    notify = cpu.__dict__.get("pending_notify")
+    if notify:
+        cpu.pending_notify = 0
+        if on_notify is not None:
+            on_notify(cpu, notify)
+    if lg.dead is not None:
+        return DEAD
+    cpu.deliver_pending()
+    if lg.dead is not None:
+        return DEAD
+    if cpu.halted:
+        return HALTED
+    copy_in_guest_info(cpu, host_idt, defaults)
+    cpu.trapnum = NO_TRAP
+    return RUN
+
+
 def run_guest(cpu: VCpu, enter: Callable[[VCpu], tuple], *, host_idt=None,
               defaults=None, task=None, on_notify: Callable[[VCpu, int], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> str | None:
     """lguest's run_guest(): loop until the guest dies (returns the reason)
-    or ``should_stop()`` says so (returns None)."""
+    or ``should_stop()`` says so, or it halts for good with no task to wake
+    it (returns None)."""
     lg = cpu.guest
     if task is not None:
         cpu.task = task
     if "hrt" not in cpu.__dict__:
         init_clockdev(cpu)
     cpu.changed = cpu.changed | CHANGED_IDT
-    while lg.dead is None:
-        if cpu.__dict__.get("hcall"):
-            do_hypercalls(cpu)
-        notify = cpu.__dict__.get("pending_notify")
-        if notify:
-            cpu.pending_notify = 0
-            if on_notify is not None:
-                on_notify(cpu, notify)
+    while True:
         if should_stop is not None and should_stop():
             return None
-        cpu.deliver_pending()
-        if lg.dead is not None:
-            break
-        if cpu.halted:
+        state = step(cpu, host_idt, defaults, on_notify)
+        if state == DEAD:
+            return lg.dead
+        if state == HALTED:
             if cpu.task is not None:
                 cpu.task.sleep_until_interrupt(cpu, timeout=0.5)
             elif cpu.interrupt_pending()[0] >= IRQS:
                 return None
             continue
-        copy_in_guest_info(cpu, host_idt, defaults)
-        cpu.trapnum = NO_TRAP
         trapnum, errcode, cr2 = enter(cpu)
         lguest_arch_handle_trap(cpu, trapnum, errcode, cr2)
-    return lg.dead

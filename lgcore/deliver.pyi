@@ -1,0 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-only
+# Type stub for the compiled lgcore.deliver.  The module has no Python-level
+# names: its engine functions are C-level only, for `cimport` (see
+# deliver.pxd), and the Python face of each is in lgcore.vcpu
+# (interrupt_pending, deliver_trap, ...).
