@@ -35,8 +35,19 @@ quickstart: build
 test: build
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Full benchmark run: writes bench/results/summary.{json,md} and the ratio chart.
 bench: build
-	$(PY) -m pytest bench --benchmark-only $(PYTEST_ARGS)
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) bench/run_all.py $(BENCH_ARGS)
+
+# Extension and C original under AddressSanitizer + UBSan, fuzz and
+# differential suites run with the sanitizer runtime preloaded.
+asan: $(INSTALLED)
+	./tools/asan.sh
+
+# Coverage-guided fuzzing against the C original: make fuzz FUZZ_SECONDS=600
+fuzz: build
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
 
 annotate: $(INSTALLED)
 	LGCORE_ANNOTATE=1 $(PY) setup.py -q build_ext --inplace --force
