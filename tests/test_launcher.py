@@ -132,6 +132,17 @@ def test_hardened_profile_passes():
     assert res.passed, _report(res)
 
 
+@pytest.mark.parametrize("hz", [1000, 4000])
+def test_fast_timer_reaches_a_spinning_ring3_guest(hz):
+    """A tick that arrives while the guest cannot take it (interrupts off or
+    inside its iret's no-IRQ window) stays pending; with a one-shot
+    clockevent nothing else would pull a ring-3 spin loop out of the guest,
+    so the run loop must ask for a host tick (regression: 10 s spin, then
+    "timer interrupts taken in ring 3: 0")."""
+    res = _run(profile="seed", timer_hz=hz, timeout=20.0)
+    assert res.passed, _report(res)
+
+
 @pytest.mark.parametrize("fault, reason", [
     ("bad-idt-type", "bad IDT type 12"),
     ("bad-stack-segment", "bad stack segment 104"),

@@ -284,6 +284,7 @@ class UnicornVM:
         self.entries = 0
         self._wd_cond = threading.Condition()
         self._wd_gen = None
+        self._tick_due = None            # (monotonic deadline, entry generation)
         self._closed = False
         self._wd_thread = threading.Thread(target=self._watchdog, name="lgcore-kick", daemon=True)
         self._wd_thread.start()
@@ -410,14 +411,40 @@ class UnicornVM:
     def clear_kick(self) -> None:
         self._kick_requested = False
 
+    def host_tick(self, delay: float = 0.001) -> None:
+        """Stop the guest after `delay` seconds if it is still in the entry
+        that follows.  Under lguest the host's own timer interrupt pulled
+        every guest out at HZ; the run loop asks for this tick when an IRQ
+        stays pending because the guest could not take it at this entry
+        (interrupts off, or inside the no-IRQ window of its iret)."""
+        with self._wd_cond:
+            self._tick_due = (time.monotonic() + delay, self.returns)
+            self._wd_cond.notify()
+
     def _watchdog(self) -> None:
         while True:
             with self._wd_cond:
-                while self._wd_gen is None and not self._closed:
-                    self._wd_cond.wait()
-                if self._closed:
-                    return
-                gen, self._wd_gen = self._wd_gen, None
+                while True:
+                    if self._closed:
+                        return
+                    if self._wd_gen is not None:
+                        gen, self._wd_gen = self._wd_gen, None
+                        break
+                    if self._tick_due is None:
+                        self._wd_cond.wait()
+                        continue
+                    due, tick_gen = self._tick_due
+                    left = due - time.monotonic()
+                    if left > 0:
+                        self._wd_cond.wait(left)
+                        continue
+                    self._tick_due = None
+                    if self.returns != tick_gen:
+                        continue        # the guest came back by itself
+                    self._kick_requested = True
+                    self.lib.uc_emu_stop(self.handle)
+                    gen = tick_gen
+                    break
             for _ in range(200):
                 time.sleep(0.0005)
                 if self.returns != gen or not self._kick_requested or self._closed:

@@ -336,6 +336,9 @@ class Launcher:
                             f"esp={cpu.esp:#x}")
             if guest.dead is not None:
                 break
+            if cpu.irqs_pending and not cpu.halted:
+                # still pending: the guest could not take it at this entry
+                vm.host_tick()
             # 7. halted: sleep until set_interrupt() wakes us
             if cpu.halted:
                 t = time.perf_counter_ns()
