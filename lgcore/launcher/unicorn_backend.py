@@ -336,7 +336,10 @@ class UnicornVM:
         uc.reg_write(X.UC_X86_REG_CS, L.HOST_CS)
         for r in (X.UC_X86_REG_SS, X.UC_X86_REG_DS, X.UC_X86_REG_ES, X.UC_X86_REG_FS, X.UC_X86_REG_GS):
             uc.reg_write(r, L.HOST_DS)
-        uc.reg_write(X.UC_X86_REG_TR, (L.TSS_SELECTOR, L.SWITCHER_VA + L.SW_TSS, 0x67, 0x8B))
+        # QEMU caches segment flags in the descriptor's high-word layout, and
+        # after ltr its TR cache says type 9; a TSS read with any other type
+        # makes QEMU abort the process.
+        uc.reg_write(X.UC_X86_REG_TR, (L.TSS_SELECTOR, L.SWITCHER_VA + L.SW_TSS, 0x67, 0x8900))
         uc.reg_write(X.UC_X86_REG_CR3, self.pgdir)
         uc.reg_write(X.UC_X86_REG_CR0, _CR0_PG | _CR0_WP | 0x10 | _CR0_PE)
         uc.reg_write(X.UC_X86_REG_EFLAGS, 0x2)
