@@ -6,6 +6,9 @@ Environment switches:
   LGCORE_DEBUG=1     line tracing, C asserts, -O0 -g, annotate reports
   LGCORE_ANNOTATE=1  write Cython's annotate HTML beside each .pyx
   LGCORE_SANITIZE=1  build with -fsanitize=address,undefined
+  LGCORE_OPT=0       compile at -O0 instead of -O2: a quick build where the
+                     speed of the result does not matter (tests/packaging's
+                     wheel build)
 """
 import os
 
@@ -15,6 +18,9 @@ from Cython.Build import cythonize
 DEBUG = os.environ.get("LGCORE_DEBUG") == "1"
 ANNOTATE = DEBUG or os.environ.get("LGCORE_ANNOTATE") == "1"
 SANITIZE = os.environ.get("LGCORE_SANITIZE") == "1"
+OPT = os.environ.get("LGCORE_OPT", "2")
+if OPT not in ("0", "1", "2", "3"):
+    raise SystemExit(f"LGCORE_OPT={OPT!r}: use 0, 1, 2 or 3")
 
 DIRECTIVES = {
     "language_level": 3,
@@ -28,7 +34,7 @@ DIRECTIVES = {
     "binding": False,
 }
 MACROS = []
-CFLAGS = ["-O2", "-std=gnu11", "-Wno-unused-function"]
+CFLAGS = [f"-O{OPT}", "-std=gnu11", "-Wno-unused-function"]
 LDFLAGS = []
 if DEBUG:
     DIRECTIVES.update(linetrace=True, profile=False)
@@ -52,9 +58,16 @@ def ext(name):
     )
 
 
-# The headers ship inside the package (lgcore.get_include() finds them).
-PACKAGES = find_packages(include=["lgcore", "lgcore.*"]) + ["lgcore.include.lgcore", "lgcore.include.kshim"]
-PACKAGE_DIR = {"lgcore.include.lgcore": "include/lgcore", "lgcore.include.kshim": "include/kshim"}
+# The headers ship inside the package (lgcore.get_include() finds them), and
+# so do the demo guest's sources.  Data-only folders are listed as packages
+# too, so setuptools knows they are meant to ship (pyproject.toml names
+# their files).
+PACKAGE_DIR = {
+    "lgcore.include.lgcore": "include/lgcore",
+    "lgcore.include.kshim": "include/kshim",
+    "lgcore.include.kshim.linux": "include/kshim/linux",
+}
+PACKAGES = find_packages(include=["lgcore", "lgcore.*"]) + ["lgcore.launcher.guest", *PACKAGE_DIR]
 
 setup(
     packages=PACKAGES,
@@ -65,5 +78,7 @@ setup(
         annotate=ANNOTATE,
         include_path=["."],
     ),
+    # Compile the extensions side by side (make build, pip wheel).
+    options={"build_ext": {"parallel": os.cpu_count() or 1}},
     zip_safe=False,
 )

@@ -2,4 +2,5 @@
 # Type stub for the compiled lgcore.deliver.  The module has no Python-level
 # names: its engine functions are C-level only, for `cimport` (see
 # deliver.pxd), and the Python face of each is in lgcore.vcpu
-# (interrupt_pending, deliver_trap, ...).
+# (interrupt_pending, deliver_trap, ...).  tests/packaging/test_stubs.py
+# checks that it stays so.
