@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import sys
 import threading
+import weakref
 from typing import Callable
 
 from lgcore.vcpu import Clock, VCpu, VirtualClock, WallClock
 
 HRTIMER_NORESTART = 0
 HRTIMER_RESTART = 1
+_MAX_SLEEP = 0.5      # seconds the timer thread sleeps without looking at the clock
 
 
 class HrTimer:
@@ -45,16 +48,32 @@ class HrTimer:
         self.events._cancel(self)
 
 
+# C:040 Arming a timer is on the guest's hot path (SET_CLOCKEVENT on every
+# tick), and on the wall clock it talks to the timer thread, which needs the
+# GIL too.  Three things keep that cheap:
+#  - the thread sleeps on a plain lock used as a binary semaphore (one C
+#    call with a timeout; a Condition's wait and notify are Python code);
+#  - it is woken only when a new deadline is earlier than the one it sleeps
+#    until, so re-arming a later deadline costs the guest a heap push;
+#  - stale heap entries (re-armed or cancelled timers) are dropped lazily,
+#    so finding the next deadline never walks the heap.
 class ClockEvents:
     """The timers of all vCPUs on one clock."""
 
     def __init__(self, clock: Clock | None = None):
         self.clock = clock if clock is not None else WallClock()
+        self._virtual = bool(self.clock.virtual)
         self._heap: list[tuple[int, int, int, HrTimer]] = []
         self._seq = itertools.count()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()             # guards the heap and timer state
+        self._idle = threading.Condition(self._lock)  # a callback finished
+        self._wakeup = threading.Lock()           # released = "look again"
+        self._wakeup.acquire()
+        self._wake_at: int | None = None          # what the thread sleeps until
         self._thread: threading.Thread | None = None
         self._closed = False
+        # A ClockEvents dropped with its guest ends its thread (see below).
+        weakref.finalize(self, _release_quietly, self._wakeup)
         if isinstance(self.clock, VirtualClock):
             self.clock.add_listener(self._on_virtual_time)
 
@@ -66,39 +85,54 @@ class ClockEvents:
 
     # -- arming --
 
+    def _signal(self) -> None:
+        _release_quietly(self._wakeup)
+
     def _start(self, timer: HrTimer, expires: int) -> None:
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise RuntimeError("ClockEvents is closed")
             timer._generation += 1
             timer.expires = expires
             heapq.heappush(self._heap, (expires, next(self._seq), timer._generation, timer))
-            if not self.clock.virtual:
-                self._ensure_thread()
-                self._cond.notify_all()
-        if self.clock.virtual:
+            if self._virtual:
+                wake = False
+            elif self._thread is None:
+                self._thread = threading.Thread(
+                    target=_timer_thread, name="lgcore-clockevents", daemon=True,
+                    args=(weakref.ref(self), self._lock, self._wakeup))
+                self._thread.start()
+                wake = False
+            else:
+                wake = self._wake_at is None or expires < self._wake_at
+        if wake:
+            self._signal()
+        if self._virtual:
             self._fire_due(self.clock.now_ns())
 
     def _cancel(self, timer: HrTimer) -> None:
-        with self._cond:
+        # The thread may wake once more for a deadline that is gone; it
+        # then finds nothing due and sleeps again.
+        with self._lock:
             timer._generation += 1
             timer.expires = None
-            me = threading.current_thread()
-            while timer._running and me is not self._thread and not self.clock.virtual:
-                self._cond.wait()
+            if not self._virtual and threading.current_thread() is not self._thread:
+                while timer._running:
+                    self._idle.wait()
 
     # -- firing --
 
     def _pop_due(self, now: int) -> HrTimer | None:
         # Called with the lock held: the earliest live timer due by `now`.
-        while self._heap:
-            expires, _, generation, timer = self._heap[0]
+        heap = self._heap
+        while heap:
+            expires, _, generation, timer = heap[0]
             if generation != timer._generation:
-                heapq.heappop(self._heap)
+                heapq.heappop(heap)
                 continue
             if expires > now:
                 return None
-            heapq.heappop(self._heap)
+            heapq.heappop(heap)
             timer.expires = None
             timer._running = True
             return timer
@@ -108,16 +142,16 @@ class ClockEvents:
         try:
             result = timer.function(timer)
         finally:
-            with self._cond:
+            with self._lock:
                 timer._running = False
                 timer.fired += 1
-                self._cond.notify_all()
+                self._idle.notify_all()
         if result == HRTIMER_RESTART and timer.expires is not None:
             self._start(timer, timer.expires)
 
     def _fire_due(self, now: int) -> None:
         while True:
-            with self._cond:
+            with self._lock:
                 timer = self._pop_due(now)
             if timer is None:
                 return
@@ -126,39 +160,73 @@ class ClockEvents:
     def _on_virtual_time(self, now: int) -> None:
         self._fire_due(now)
 
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name="lgcore-clockevents", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if self._closed:
-                        return
-                    now = self.clock.now_ns()
-                    timer = self._pop_due(now)
-                    if timer is not None:
-                        break
-                    live = [e for e in self._heap if e[2] == e[3]._generation]
-                    if not live:
-                        self._heap.clear()
-                        self._cond.wait()
-                    else:
-                        self._cond.wait(max(0.0, (min(live)[0] - now) / 1e9))
-            self._run(timer)
-
     def close(self) -> None:
         """Stop the timer thread; armed timers never fire."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            thread = self._thread
+            for _, _, generation, timer in self._heap:
+                if generation == timer._generation:
+                    timer._generation += 1
+                    timer.expires = None
+            self._heap.clear()
+        self._signal()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=1.0)
         if isinstance(self.clock, VirtualClock):
             try:
                 self.clock.remove_listener(self._on_virtual_time)
             except ValueError:
                 pass
+
+
+def _release_quietly(wakeup: threading.Lock) -> None:
+    try:
+        wakeup.release()
+    except RuntimeError:
+        pass                                      # already signalled
+
+
+# The timer thread holds its ClockEvents only weakly while it sleeps: an
+# armed timer keeps its vCPU (and so the guest and the ClockEvents) alive
+# through the heap, but once nothing is armed a guest that is dropped
+# without close() is collected, its ClockEvents with it, and the finalizer's
+# signal lets the thread see that and end.
+def _timer_thread(ref, lock: threading.Lock, wakeup: threading.Lock) -> None:
+    while True:
+        ev = ref()
+        if ev is None:
+            return
+        with lock:
+            if ev._closed:
+                return
+            now = ev.clock.now_ns()
+            timer = ev._pop_due(now)
+            if timer is None:
+                # _pop_due left a live entry (or nothing) on top.
+                heap = ev._heap
+                ev._wake_at = wake_at = heap[0][0] if heap else None
+                heap = None
+        if timer is not None:
+            try:
+                ev._run(timer)
+            except BaseException:
+                # One vCPU's failing callback (a VMM's kick hook, say) must
+                # not stop the timers of the others: report it as an
+                # uncaught thread exception would be, and go on.
+                threading.excepthook(threading.ExceptHookArgs(
+                    (*sys.exc_info(), threading.current_thread())))
+            timer = ev = None
+            continue
+        ev = None
+        if wake_at is None:
+            wakeup.acquire()
+        else:
+            # The lock's timeout runs on the monotonic clock, deadlines on
+            # the ClockEvents' clock (CLOCK_REALTIME for a WallClock): look
+            # again at least every half second, so a step of the wall clock
+            # moves an expiry as it moved lguest's hrtimer, give or take that.
+            wakeup.acquire(timeout=min(_MAX_SLEEP, max(0.0, (wake_at - now) / 1e9)))
 
 
 # H:200
@@ -170,16 +238,27 @@ class ClockEvents:
 def guest_set_clockevent(cpu: VCpu, delta: int) -> None:
     """The SET_CLOCKEVENT hypercall: arm IRQ 0 ``delta`` ns from now (0: off)."""
     delta &= 0xFFFFFFFF
-    timer = cpu.hrt
+    timer = cpu.__dict__.get("hrt")
+    if timer is None:
+        timer = init_clockdev(cpu)
     if delta == 0:
         timer.cancel()
         return
-    timer.start(timer.events.now_ns() + delta)
+    # ktime_add_ns(): a signed 64-bit sum.  Past the year 2262 it wraps
+    # negative, and a deadline in the past fires at once.
+    expires = (timer.events.now_ns() + delta) & 0xFFFFFFFFFFFFFFFF
+    if expires & (1 << 63):
+        expires -= 1 << 64
+    timer.start(expires)
 
 
-# When it expires, IRQ 0 is raised; the timer does not re-arm itself.
+# When it expires, IRQ 0 is raised; the timer does not re-arm itself.  (A
+# guest closed under a still-armed timer of a shared ClockEvents gets
+# nothing: lguest cancelled the hrtimer at close.)
 def clockdev_fn(timer: HrTimer) -> int:
-    timer.owner.set_interrupt(0)
+    cpu = timer.owner
+    if not cpu.guest.closed:
+        cpu.set_interrupt(0)
     return HRTIMER_NORESTART
 
 

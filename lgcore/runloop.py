@@ -22,13 +22,13 @@ from lgcore.constants import (
     LHCALL_NEW_PGTABLE, LHCALL_NOTIFY, LHCALL_SEND_INTERRUPTS,
     LHCALL_SET_CLOCKEVENT, LHCALL_SET_PGD, LHCALL_SET_PMD, LHCALL_SET_PTE,
     LHCALL_SET_STACK, LHCALL_SHUTDOWN, LHCALL_TS, NO_TRAP, SHUTDOWN_RESTART,
-    TRAP_ENTRY,
+    TRAP_ENTRY, GUEST_PL,
 )
 from lgcore.stacks import guest_set_stack, pin_stack_pages
-from lgcore.vcpu import VCpu
+from lgcore.vcpu import FIXES, VCpu
 
 RESERVE_MEM = 4 << 20          # the Switcher's hole at the top, non-PAE
-_U32 = struct.Struct("<I")
+SWITCHER_PGD_INDEX = 0xFFC00000 >> 22
 _ARGS = struct.Struct("<5I")
 
 Hypercall = Callable[[VCpu, tuple], None]
@@ -44,22 +44,35 @@ def _signed(v: int) -> int:
 
 
 # ---- user accesses to lguest_data from policy code ----
+# The engine's own get_user/put_user: the same bounds (the RAM buffer) and
+# the same "before LGUEST_INIT everything faults" rule as the nogil code.
 
 def _ld_get(cpu: VCpu, off: int) -> int | None:
-    lg = cpu.guest
-    base = lg.lguest_data
-    if base is None or base + off + 4 > lg.mem_len:
-        return None
-    return _U32.unpack_from(lg.ram, base + off)[0]
+    return cpu.guest.get_user(off)
 
 
 def _ld_put(cpu: VCpu, off: int, val: int) -> bool:
+    return cpu.guest.put_user(off, val & 0xFFFFFFFF)
+
+
+def _lgread_bytes(cpu: VCpu, addr: int, n: int) -> bytes:
+    # __lgread(): the address check, then the bytes; a failure kills and
+    # reads as zeroes.
     lg = cpu.guest
-    base = lg.lguest_data
-    if base is None or base + off + 4 > lg.mem_len:
-        return False
-    _U32.pack_into(lg.ram, base + off, val & 0xFFFFFFFF)
-    return True
+    addr &= 0xFFFFFFFF
+    if not lg.lguest_address_ok(addr, n):
+        lg.kill_guest(f"bad read address {_hex(addr)} len {n}")
+        return bytes(n)
+    return bytes(lg.ram[addr:addr + n])
+
+
+def _lgwrite_bytes(cpu: VCpu, addr: int, data: bytes) -> None:
+    lg = cpu.guest
+    addr &= 0xFFFFFFFF
+    if not lg.lguest_address_ok(addr, len(data)):
+        lg.kill_guest(f"bad write address {_hex(addr)} len {len(data)}")
+        return
+    lg.ram[addr:addr + len(data)] = data
 
 
 # ---- the hypercalls that reach this engine ----
@@ -67,7 +80,9 @@ def _ld_put(cpu: VCpu, off: int, val: int) -> bool:
 def _lguest_init(cpu: VCpu, args: tuple) -> None:
     # LGUEST_INIT: the guest tells us where its lguest_data lives.  The struct
     # must pass the address check; from then on its fields are read and
-    # written at will (and must be distrusted every time).
+    # written at will (and must be distrusted every time).  lguest's "bad
+    # guest page %p" printed a host pointer; we print the guest-physical
+    # address the guest gave.
     lg = cpu.guest
     if lg.lguest_data is not None:
         lg.kill_guest("already have lguest_data")
@@ -77,7 +92,7 @@ def _lguest_init(cpu: VCpu, args: tuple) -> None:
         lg.kill_guest(f"bad guest page {_hex(addr)}")
         return
     lg.lguest_data = addr
-    if not _ld_put(cpu, LD_TSC_KHZ, 0):
+    if not _ld_put(cpu, LD_TSC_KHZ, 0):          # no usable TSC to offer
         lg.kill_guest(f"bad guest page {_hex(addr)}")
         return
     if not lg.check_syscall_vector():
@@ -89,11 +104,16 @@ def _lguest_init(cpu: VCpu, args: tuple) -> None:
         return
     lg.noirq_start, lg.noirq_end = start, end
     cpu.write_timestamp()
-    if (_ld_get(cpu, LD_KERNEL_ADDRESS) is None
+    kernel_address = _ld_get(cpu, LD_KERNEL_ADDRESS)
+    if (kernel_address is None
             or not _ld_put(cpu, LD_RESERVE_MEM, RESERVE_MEM)
             or not _ld_put(cpu, LD_PGDIR, cpu.pgdir)):
         lg.kill_guest(f"bad guest page {_hex(addr)}")
         return
+    # The kernel's mappings must stay below the Switcher's top 4 MiB.
+    if kernel_address >> 22 >= SWITCHER_PGD_INDEX:
+        lg.kill_guest(f"bad kernel address {_hex(kernel_address)}")
+    lg.kernel_address = kernel_address
     pin_stack_pages(cpu)
 
 
@@ -172,43 +192,48 @@ def do_hcall(cpu: VCpu, args: tuple) -> None:
 
 
 def do_async_hcalls(cpu: VCpu) -> None:
-    """Run the calls the guest queued in lguest_data's ring, in order, until
-    a slot is still free (0xFF) or the guest died."""
+    """Run the calls the guest queued in lguest_data's ring, in ring order
+    from where the last pass stopped, until a slot is still free (0xFF) or
+    the VMM has a notification to serve.  As in lguest, the status bytes
+    are read once, up front (an unreadable status array runs nothing), and
+    a call's arguments are fetched only when its turn comes."""
     lg = cpu.guest
     base = lg.lguest_data
+    mem_len = lg.mem_len
+    status_at = base + LD_HCALL_STATUS
+    if status_at + HCALL_RING_SIZE > mem_len:
+        return
     ram = lg.ram
-    nxt = cpu.__dict__.get("next_hcall", 0)
+    status = bytes(ram[status_at:status_at + HCALL_RING_SIZE])
     for _ in range(HCALL_RING_SIZE):
-        status_at = base + LD_HCALL_STATUS + nxt
-        args_at = base + LD_HCALLS + 20 * nxt
-        if status_at + 1 > lg.mem_len:
+        n = cpu.__dict__.get("next_hcall", 0)
+        if status[n] == 0xFF:
+            break
+        cpu.next_hcall = (n + 1) % HCALL_RING_SIZE
+        args_at = base + LD_HCALLS + 20 * n
+        if args_at + 20 > mem_len:
             lg.kill_guest("Fetching async hypercalls")
             break
-        if ram[status_at] == 0xFF:
+        do_hcall(cpu, _ARGS.unpack_from(ram, args_at))
+        ram[status_at + n] = 0xFF
+        if cpu.__dict__.get("pending_notify"):
             break
-        if args_at + 20 > lg.mem_len:
-            lg.kill_guest("Fetching async hypercalls")
-            break
-        args = _ARGS.unpack_from(ram, args_at)
-        nxt = (nxt + 1) % HCALL_RING_SIZE
-        do_hcall(cpu, args)
-        ram[status_at] = 0xFF
-        if lg.dead is not None or cpu.__dict__.get("pending_notify"):
-            break
-    cpu.next_hcall = nxt
 
 
 def do_hypercalls(cpu: VCpu) -> None:
-    """The hypercall the guest trapped with (eax = call, ebx.. = args)."""
+    """The hypercall the guest trapped with (eax = call, ebx.. = args).
+    Before LGUEST_INIT it must be LGUEST_INIT; after it, the async ring is
+    run first, then the direct call unless a notification is pending."""
     args = (cpu.eax, cpu.ebx, cpu.ecx, cpu.edx, cpu.esi)
     cpu.hcall = False
     if cpu.guest.lguest_data is None:
         if args[0] != LHCALL_LGUEST_INIT:
             cpu.guest.kill_guest(f"hypercall {_signed(args[0])} before INIT")
             return
-    else:
-        do_async_hcalls(cpu)
-    if cpu.guest.dead is None and not cpu.__dict__.get("pending_notify"):
+        _lguest_init(cpu, args)
+        return
+    do_async_hcalls(cpu)
+    if not cpu.__dict__.get("pending_notify"):
         do_hcall(cpu, args)
 
 
@@ -216,61 +241,67 @@ def do_hypercalls(cpu: VCpu) -> None:
 
 def _emulate_insn(cpu: VCpu) -> bool:
     # A ring-1 guest kernel doing port I/O gets #GP with error code 0.  Like
-    # lguest we pretend there is nothing there: an IN reads all ones, an OUT
-    # is dropped, and the guest continues after the instruction.
-    lg = cpu.guest
-    pa = cpu.guest_pa(cpu.eip)
-    if pa + 2 > lg.mem_len or lg.dead is not None:
+    # lguest we pretend there is nothing there: the guest continues after
+    # the instruction, an OUT is dropped and an IN reads ones -- lguest's
+    # ones: all of eax for the 16/32-bit forms (opcode bit 0 set), else
+    # 0xFFFF shifted left 16 with an operand-size prefix, 0 without.
+    if (cpu.cs & 3) != GUEST_PL:
         return False
-    insn = lg.ram[pa]
-    size, shift, at = 4, 0, 0
+    pa = cpu.guest_pa(cpu.eip)
+    insn = _lgread_bytes(cpu, pa, 1)[0]
+    insnlen = shift = 0
     if insn == 0x66:
-        size, shift, at = 2, 16, 1
-        if pa + 2 > lg.mem_len:
-            return False
-        insn = lg.ram[pa + 1]
+        shift, insnlen = 16, 1
+        insn = _lgread_bytes(cpu, pa + 1, 1)[0]
     op = insn & 0xFE
-    if op == 0xE4 or op == 0xE6:
-        length = at + 2
-    elif op == 0xEC or op == 0xEE:
-        length = at + 1
+    if op == 0xE4:              # in imm8
+        insnlen, is_in = insnlen + 2, True
+    elif op == 0xEC:            # in (%dx)
+        insnlen, is_in = insnlen + 1, True
+    elif op == 0xE6:            # out imm8
+        insnlen, is_in = insnlen + 2, False
+    elif op == 0xEE:            # out (%dx)
+        insnlen, is_in = insnlen + 1, False
     else:
         return False
-    if op in (0xE4, 0xEC):
+    if is_in:
         if insn & 1:
-            cpu.eax = 0xFFFFFFFF if size == 4 else cpu.eax | 0xFFFF
+            cpu.eax = 0xFFFFFFFF
         else:
-            cpu.eax = cpu.eax | 0xFF
-    cpu.eip = (cpu.eip + length) & 0xFFFFFFFF
+            cpu.eax = cpu.eax | ((0xFFFF << shift) & 0xFFFFFFFF)
+    cpu.eip = (cpu.eip + insnlen) & 0xFFFFFFFF
     return True
 
 
-def _patch_vmcall(cpu: VCpu) -> bool:
-    # This era's guests made hypercalls with `vmcall`; lguest rewrote each
-    # call site into `int $0x1f; nop` and let the guest run it again.
-    lg = cpu.guest
-    pa = cpu.guest_pa(cpu.eip)
-    if lg.dead is not None or pa + 3 > lg.mem_len:
+def _is_hypercall(cpu: VCpu) -> bool:
+    # This era's guests made hypercalls with `vmcall` (a #UD, or a #GP under
+    # KVM), from their ring-1 kernel.
+    if (cpu.cs & 3) != GUEST_PL:
         return False
-    if bytes(lg.ram[pa:pa + 3]) != b"\x0f\x01\xc1":
-        return False
-    lg.ram[pa:pa + 3] = b"\xcd\x1f\x90"
-    return True
+    return _lgread_bytes(cpu, cpu.guest_pa(cpu.eip), 3) == b"\x0f\x01\xc1"
+
+
+def _rewrite_hypercall(cpu: VCpu) -> None:
+    # ... and lguest patched each call site into `int $0x1f; nop`, dropped
+    # its shadow page tables (which re-pins the stack) and let the guest run
+    # the patched instruction again: eip does not move.
+    _lgwrite_bytes(cpu, cpu.guest_pa(cpu.eip), b"\xcd\x1f\x90")
+    pin_stack_pages(cpu)
 
 
 def lguest_arch_handle_trap(cpu: VCpu, trapnum: int, errcode: int = 0, cr2: int = 0) -> None:
     """Host-first handling of the trap the guest left with, then reflect it
     into the guest or kill it with lguest's reason."""
     lg = cpu.guest
+    trapnum &= 0xFFFFFFFF
+    cr2 &= 0xFFFFFFFF
     cpu.trapnum = trapnum
     cpu.errcode = errcode & 0xFFFFFFFF
-    if trapnum == 13:
-        if errcode == 0 and (cpu.cs & 3) == 1 and _emulate_insn(cpu):
+    if trapnum == 13 or trapnum == 6:
+        if trapnum == 13 and errcode == 0 and _emulate_insn(cpu):
             return
-        if (cpu.cs & 3) == 1 and _patch_vmcall(cpu):
-            return
-    elif trapnum == 6:
-        if (cpu.cs & 3) == 1 and _patch_vmcall(cpu):
+        if _is_hypercall(cpu):
+            _rewrite_hypercall(cpu)
             return
     elif trapnum == 14:
         fixer = lg.__dict__.get("demand_page")
@@ -284,7 +315,7 @@ def lguest_arch_handle_trap(cpu: VCpu, trapnum: int, errcode: int = 0, cr2: int 
     elif FIRST_EXTERNAL_VECTOR <= trapnum < IDT_ENTRIES:
         # A host interrupt, already handled by the host.  The seed drops a
         # syscall vector that arrives here too; the later lguest reflects it.
-        if not (lg.fixes & 0x8 and lg.could_be_syscall(trapnum)):
+        if not (lg.fixes & FIXES["syscall_reflect"] and lg.could_be_syscall(trapnum)):
             return
     elif trapnum == TRAP_ENTRY:
         cpu.hcall = True
@@ -306,12 +337,29 @@ def copy_in_guest_info(cpu: VCpu, host_idt, defaults) -> None:
 RUN, HALTED, DEAD = "run", "halted", "dead"
 
 
+class Step(str):
+    """What ``step()`` decided.  It *is* one of the strings RUN, HALTED or
+    DEAD (compare with ``==``), and ``irq`` tells which IRQ this step built
+    a frame for (None if it delivered none)."""
+
+    irq: int | None
+
+    def __new__(cls, state: str, irq: int | None = None) -> "Step":
+        self = super().__new__(cls, state)
+        self.irq = irq
+        return self
+
+    def __repr__(self) -> str:
+        return f"Step({str(self)!r}, irq={self.irq!r})"
+
+
 def step(cpu: VCpu, host_idt=None, defaults=None,
-         on_notify: Callable[[VCpu, int], None] | None = None) -> str:
+         on_notify: Callable[[VCpu, int], None] | None = None) -> Step:
     """Everything lguest's host did between two guest entries: the pending
     hypercall, a notification for the VMM, one pending IRQ, and the host IDT
     refresh.  Returns RUN (enter the guest now), HALTED (sleep until an IRQ
-    is raised, then call again) or DEAD (``cpu.guest.dead`` says why)."""
+    is raised, then call again) or DEAD (``cpu.guest.dead`` says why), as a
+    ``Step`` whose ``irq`` is the IRQ delivered on the way, if any."""
     lg = cpu.guest
     if cpu.__dict__.get("hcall"):
         do_hypercalls(cpu)
@@ -321,15 +369,15 @@ def step(cpu: VCpu, host_idt=None, defaults=None,
         if on_notify is not None:
             on_notify(cpu, notify)
     if lg.dead is not None:
-        return DEAD
-    cpu.deliver_pending()
+        return Step(DEAD)
+    irq = cpu.deliver_pending()
     if lg.dead is not None:
-        return DEAD
+        return Step(DEAD, irq)
     if cpu.halted:
-        return HALTED
+        return Step(HALTED, irq)
     copy_in_guest_info(cpu, host_idt, defaults)
     cpu.trapnum = NO_TRAP
-    return RUN
+    return Step(RUN, irq)
 
 
 def run_guest(cpu: VCpu, enter: Callable[[VCpu], tuple], *, host_idt=None,

@@ -11,13 +11,16 @@ holds lguest's reason, the first one sticks) and the run loop stops it.
 Bad input from the VMM (a read-only buffer, an IRQ past the IRQ count, a
 value that does not fit 32 bits) raises at once, naming the value and the
 limit."""
+cimport cython
 from libc.stdint cimport uint8_t, uint32_t, int64_t, uint64_t
 from libc.string cimport memset, memcpy
+
+import struct
 
 from lgcore.abi cimport *
 from lgcore.guestmem cimport (lg_address_ok, lg_lgread, lg_lgwrite, lg_guest_pa,
                               lg_pin_page, lg_write_timestamp, lg_clock_now_ns,
-                              lg_kill)
+                              lg_kill, lg_ld_get, lg_ld_put)
 from lgcore.idt cimport (lg_idt_address, lg_idt_type, lg_idt_present,
                          lg_could_be_syscall, lg_check_syscall_vector,
                          lg_direct_trap, lg_set_trap, lg_load_guest_idt_entry,
@@ -67,16 +70,100 @@ cdef inline unsigned int _below(object value, unsigned int limit, str what) exce
     return <unsigned int>value
 
 
-cdef inline const uint8_t *_ro_words(const uint8_t[::1] buf, Py_ssize_t need, str what) except NULL:
-    if buf.shape[0] < need:
-        raise ValueError(f"{what} has {buf.shape[0]} bytes; {need} are needed")
-    return &buf[0]
+# C:050 Host IDTs and stub tables come from VMMs in every shape: a slice of
+# an mmap, array('I'), a NumPy uint32 or uint64 array, bytes.  The engine
+# wants aligned C arrays, so the Python face copies through local ones (2 KiB
+# and 1 KiB: copy_traps runs only when the guest changed its IDT).
+_BYTE_FORMATS = frozenset("bBc")
+_INT_FORMATS = frozenset("bBhHiIlLqQnN")
 
 
-cdef inline uint8_t *_rw_words(uint8_t[::1] buf, Py_ssize_t need, str what) except NULL:
-    if buf.shape[0] < need:
-        raise ValueError(f"{what} has {buf.shape[0]} bytes; {need} are needed")
-    return &buf[0]
+cdef object _byte_view(object buf, str what, bint writable):
+    """``buf`` as a 1-D unsigned-byte memoryview over the same memory."""
+    try:
+        mv = memoryview(buf)
+    except TypeError:
+        raise TypeError(f"{what} must be a buffer (bytearray, mmap, array, NumPy array, "
+                        f"ctypes array), not {type(buf).__name__}") from None
+    if writable and mv.readonly:
+        raise TypeError(f"{what} must be writable; this {type(buf).__name__} is read-only")
+    if not mv.c_contiguous:
+        raise TypeError(f"{what} must be one contiguous buffer; this {type(buf).__name__} is not")
+    if mv.format == "B" and mv.ndim == 1:
+        return mv
+    return mv.cast("B")
+
+
+cdef int _load_host_idt(object idt, lg_desc_t *out) except -1:
+    cdef const uint8_t[::1] raw = _byte_view(idt, "idt", True)
+    cdef Py_ssize_t need = 8 * LG_IDT_ENTRIES
+    if raw.shape[0] < need:
+        raise ValueError(f"idt has {raw.shape[0]} bytes; {need} are needed (256 gates of 8 bytes)")
+    memcpy(out, &raw[0], need)
+    return 0
+
+
+cdef int _store_host_idt(object idt, const lg_desc_t *src) except -1:
+    cdef uint8_t[::1] raw = _byte_view(idt, "idt", True)
+    memcpy(&raw[0], src, 8 * LG_IDT_ENTRIES)
+    return 0
+
+
+cdef int _load_defaults(object defaults, uint32_t *out) except -1:
+    """The 256 host stub addresses (lguest's ``unsigned long def[]``) from a
+    buffer of 4-byte integers, of raw little-endian bytes, of other integers
+    whose values fit 32 bits, or a sequence of ints."""
+    cdef const uint8_t[::1] raw
+    cdef Py_ssize_t i, n = LG_IDT_ENTRIES
+    try:
+        mv = memoryview(defaults)
+    except TypeError:
+        mv = None
+    if mv is None:
+        try:
+            values = list(defaults)
+        except TypeError:
+            raise TypeError(f"defaults must be a buffer or a sequence of 256 ints, "
+                            f"not {type(defaults).__name__}") from None
+        if len(values) < n:
+            raise ValueError(f"defaults has {len(values)} entries; {n} are needed")
+        for i in range(n):
+            out[i] = _u32(values[i], f"defaults[{i}]")
+        return 0
+    if not mv.c_contiguous:
+        raise TypeError(f"defaults must be one contiguous buffer; this {type(defaults).__name__} is not")
+    fmt = mv.format
+    if fmt[:1] in ("@", "=", "<", ">", "!"):
+        order, code = fmt[0], fmt[1:]
+    else:
+        order, code = "@", fmt
+    if code not in _INT_FORMATS and code not in _BYTE_FORMATS:
+        raise TypeError(f"defaults must hold unsigned 32-bit stub addresses; "
+                        f"its items have format {fmt!r}")
+    if code in _BYTE_FORMATS or (mv.itemsize == 4 and order not in (">", "!")):
+        raw = _byte_view(mv, "defaults", False)
+        if raw.shape[0] < 4 * n:
+            if code in _BYTE_FORMATS:
+                raise ValueError(f"defaults has {raw.shape[0]} bytes; {4 * n} are needed "
+                                 f"(256 little-endian u32)")
+            raise ValueError(f"defaults has {raw.shape[0] // 4} entries; {n} are needed")
+        memcpy(out, &raw[0], 4 * n)
+        return 0
+    count = mv.nbytes // mv.itemsize
+    if count < n:
+        raise ValueError(f"defaults has {count} entries; {n} are needed")
+    # By item size, not letter: ctypes says "<L" for an 8-byte long.
+    if mv.itemsize not in (1, 2, 4, 8):
+        raise TypeError(f"defaults must hold unsigned 32-bit stub addresses; "
+                        f"its items are {mv.itemsize} bytes ({fmt!r})")
+    letter = {1: "b", 2: "h", 4: "i", 8: "q"}[mv.itemsize]
+    if code.isupper():
+        letter = letter.upper()
+    order = ">" if order in (">", "!") else "<" if order == "<" else "="
+    values = struct.unpack_from(f"{order}{n}{letter}", mv.cast("B"))
+    for i in range(n):
+        out[i] = _u32(values[i], f"defaults[{i}]")
+    return 0
 
 
 # ---- kill reasons in lguest's words ----
@@ -107,6 +194,7 @@ _KILL_FORMAT = {
 
 # ---- raw views of C state ----
 
+@cython.auto_pickle(False)
 cdef class _RawView:
     """Exports a fixed piece of C state as a writable byte buffer; keeps the
     object owning that state alive for as long as any view exists."""
@@ -266,7 +354,13 @@ cdef class Guest:
             self._mv = None
 
     def close(self):
-        """Release the RAM buffer.  The guest and its vCPUs are unusable after."""
+        """Release the RAM buffer and stop the guest's clockevents (the
+        ``clockevents`` lgcore.clock.init_clockdev gave it): armed timers
+        never fire and their thread ends.  The guest and its vCPUs are
+        unusable after."""
+        events = getattr(self, "clockevents", None)
+        if events is not None:
+            events.close()
         self._release()
 
     @property
@@ -288,9 +382,11 @@ cdef class Guest:
 
     @property
     def ram(self):
-        """A writable memoryview of the guest's RAM."""
+        """A writable byte memoryview of the guest's RAM: exactly the buffer
+        the guest was given (a slice stays a slice).  While any such view
+        lives, the buffer stays exported."""
         self._check_open()
-        return memoryview(self._mv.obj).cast("B")
+        return self._mv[:]
 
     @property
     def mem_len(self):
@@ -414,6 +510,23 @@ cdef class Guest:
         if self.c.dead != LG_KILL_NONE:
             raise GuestKilled(self.dead)
 
+    # -- user accesses to lguest_data --
+
+    def get_user(self, offset):
+        """get_user() of the 4-byte lguest_data field at byte ``offset``
+        (lgcore.LD_*): its value, or None when the access faults (before
+        LGUEST_INIT, or past the end of the RAM buffer)."""
+        cdef uint32_t v
+        if lg_ld_get(&self.c, _u32(offset, "offset"), &v) != 0:
+            return None
+        return v
+
+    def put_user(self, offset, value):
+        """put_user() of the 4-byte lguest_data field at byte ``offset``;
+        False when the access faults (nothing is written then)."""
+        self._check_open()
+        return lg_ld_put(&self.c, _u32(offset, "offset"), _u32(value, "value")) == 0
+
     # -- per-guest seed functions --
 
     def lguest_address_ok(self, addr, length):
@@ -442,7 +555,7 @@ cdef class Guest:
 cdef class VCpu:
     """One vCPU of a guest: lguest's struct lg_cpu."""
 
-    def __cinit__(self, Guest guest, int index):
+    def __cinit__(self, Guest guest not None, int index):
         self.guest = guest
         self.index = index
         self.c.lg = &guest.c
@@ -711,7 +824,9 @@ cdef class VCpu:
 
     def set_interrupt(self, irq):
         """H:205: raise ``irq`` (any thread), then wake or kick the vCPU."""
-        lg_set_interrupt(&self.c, _below(irq, LG_IRQS, "irq"))
+        cdef unsigned int n = _below(irq, LG_IRQS, "irq")
+        self._open()
+        lg_set_interrupt(&self.c, n)
         task = self.task
         if task is not None and not task.wake_up_process():
             task.kick_process()
@@ -743,11 +858,17 @@ cdef class VCpu:
         lg_set_trap(&self.c, &self.c.idt[n], n, _u32(lo, "lo"), _u32(hi, "hi"))
 
     def copy_traps(self, idt, defaults):
-        """H:240: refresh the host IDT ``idt`` (writable, 2048 bytes) from the
-        guest's gates; ``defaults`` holds the 256 u32 host stub addresses."""
-        cdef uint8_t *out = _rw_words(idt, 8 * LG_IDT_ENTRIES, "idt")
-        cdef const uint8_t *deflt = _ro_words(defaults, 4 * LG_IDT_ENTRIES, "defaults")
-        lg_copy_traps(&self.c, <lg_desc_t *>out, <const uint32_t *>deflt)
+        """H:240: refresh the host IDT ``idt`` (any writable buffer of at
+        least 2048 bytes) from the guest's gates; ``defaults`` holds the 256
+        host stub addresses (array('I'), NumPy uint32/uint64, 1024 bytes,
+        or a sequence of ints)."""
+        cdef lg_desc_t host[256]
+        cdef uint32_t deflt[256]
+        self._open()
+        _load_defaults(defaults, deflt)
+        _load_host_idt(idt, host)
+        lg_copy_traps(&self.c, host, deflt)
+        _store_host_idt(idt, host)
 
     def guest_pa(self, vaddr):
         """Guest-virtual to guest-physical (kills on a missing mapping)."""
@@ -822,64 +943,72 @@ def default_idt_entry(trap, handler, base=None):
     cdef lg_desc_t out, b
     cdef lg_desc_t *bp = NULL
     if base is not None:
-        b.a = _u32(base[0], "base[0]")
-        b.b = _u32(base[1], "base[1]")
+        try:
+            base_a, base_b = base
+        except (TypeError, ValueError):
+            raise TypeError(f"base must be the guest's gate as a pair (a, b), not {base!r}") from None
+        b.a = _u32(base_a, "base[0]")
+        b.b = _u32(base_b, "base[1]")
         bp = &b
     lg_default_idt_entry(&out, <int>_u32(trap, "trap"), _u32(handler, "handler"), bp)
     return (out.a, out.b)
 
 
 def setup_default_idt_entries(idt, defaults):
-    """Fill the host IDT ``idt`` (writable, 2048 bytes) with default gates to
-    the 256 u32 stub addresses in ``defaults``."""
-    cdef uint8_t *out = _rw_words(idt, 8 * LG_IDT_ENTRIES, "idt")
-    cdef const uint8_t *deflt = _ro_words(defaults, 4 * LG_IDT_ENTRIES, "defaults")
-    lg_setup_default_idt_entries(<lg_desc_t *>out, <const uint32_t *>deflt)
+    """Fill the host IDT ``idt`` (any writable buffer of at least 2048
+    bytes) with default gates to the 256 host stub addresses in
+    ``defaults`` (as for copy_traps)."""
+    cdef lg_desc_t host[256]
+    cdef uint32_t deflt[256]
+    _load_defaults(defaults, deflt)
+    _load_host_idt(idt, host)
+    lg_setup_default_idt_entries(host, deflt)
+    _store_host_idt(idt, host)
 
 
-def push_guest_stack(VCpu cpu, gstack, val):
+def push_guest_stack(VCpu cpu not None, gstack, val):
     return cpu.push_guest_stack(gstack, val)
 
 
-def set_guest_interrupt(VCpu cpu, lo, hi, has_err):
+def set_guest_interrupt(VCpu cpu not None, lo, hi, has_err):
     cpu.set_guest_interrupt(lo, hi, has_err)
 
 
-def interrupt_pending(VCpu cpu):
+def interrupt_pending(VCpu cpu not None):
     return cpu.interrupt_pending()
 
 
-def try_deliver_interrupt(VCpu cpu, irq, more):
+def try_deliver_interrupt(VCpu cpu not None, irq, more):
     cpu.try_deliver_interrupt(irq, more)
 
 
-def set_interrupt(VCpu cpu, irq):
+def set_interrupt(VCpu cpu not None, irq):
     cpu.set_interrupt(irq)
 
 
-def deliver_trap(VCpu cpu, num):
+def deliver_trap(VCpu cpu not None, num):
     return cpu.deliver_trap(num)
 
 
-def set_trap(VCpu cpu, num, lo, hi):
+def set_trap(VCpu cpu not None, num, lo, hi):
     cpu.set_trap(num, lo, hi)
 
 
-def load_guest_idt_entry(VCpu cpu, num, lo, hi):
+def load_guest_idt_entry(VCpu cpu not None, num, lo, hi):
     cpu.load_guest_idt_entry(num, lo, hi)
 
 
-def copy_traps(VCpu cpu, idt, defaults):
+def copy_traps(VCpu cpu not None, idt, defaults):
     cpu.copy_traps(idt, defaults)
 
 
-def check_syscall_vector(Guest lg):
+def check_syscall_vector(Guest lg not None):
     return lg.check_syscall_vector()
 
 
-def guest_pa(VCpu cpu, vaddr):
+def guest_pa(VCpu cpu not None, vaddr):
     return cpu.guest_pa(vaddr)
 
 
-def write_timestamp(VCpu cpu):
+def write_timestamp(VCpu cpu not None):
     cpu.write_timestamp()

@@ -24,7 +24,7 @@ class Task:
     def __init__(self, kick: Callable[[], None] | None = None):
         self.kick = kick
         self.state = self.RUNNING
-        self.in_guest = False          # set by the backend around guest entry
+        self.in_guest = False          # for the backend's own use; kicks ignore it
         self.wakeups = 0
         self.kicks = 0
         self._cond = threading.Condition()
@@ -40,10 +40,13 @@ class Task:
             return True
 
     def kick_process(self) -> None:
-        """Make a task that is inside the guest come out."""
+        """Make a task that is inside the guest come out.  Like lguest's
+        kick_process() this asks nothing: the ``kick`` hook always runs and
+        the VMM decides what a kick means where its vCPU is now."""
         self.kicks += 1
-        if self.in_guest and self.kick is not None:
-            self.kick()
+        kick = self.kick
+        if kick is not None:
+            kick()
 
     def sleep_until_interrupt(self, cpu, timeout: float | None = None) -> bool:
         """The halted sleep: mark ourselves sleeping *before* looking for a
@@ -51,10 +54,11 @@ class Task:
         wakes us instead of being lost.  Returns True if an IRQ is pending."""
         with self._cond:
             self.state = self.SLEEPING
-            if cpu.interrupt_pending()[0] < IRQS or cpu.guest.dead is not None:
+            if cpu.interrupt_pending()[0] < IRQS:
                 self.state = self.RUNNING
                 return True
-            self._cond.wait_for(lambda: self.state != self.SLEEPING, timeout)
+            if cpu.guest.dead is None:        # a dead guest is not waited for
+                self._cond.wait_for(lambda: self.state != self.SLEEPING, timeout)
             self.state = self.RUNNING
         return cpu.interrupt_pending()[0] < IRQS
 
