@@ -168,13 +168,18 @@ static bool in_ram(const struct lguest *lg, u32 addr, u32 len)
 	return (u64)addr + len <= lg->mem_len;
 }
 
+bool kshim_guest_range_ok(const struct lguest *lg, u32 addr, u32 len)
+{
+	return lguest_address_ok(lg, addr, len) && in_ram(lg, addr, len);
+}
+
 void kshim_lgread(struct lg_cpu *cpu, void *buf, unsigned long addr,
 		  unsigned int bytes)
 {
 	struct lguest *lg = cpu->lg;
 	u32 gpa = (u32)addr;					/* note 2 */
 
-	if (!lguest_address_ok(lg, gpa, bytes) || !in_ram(lg, gpa, bytes)) {
+	if (!kshim_guest_range_ok(lg, gpa, bytes)) {
 		memset(buf, 0, bytes);
 		kill_guest(cpu, "bad read address %#lx len %u",
 			   (unsigned long)gpa, bytes);
@@ -189,7 +194,7 @@ void kshim_lgwrite(struct lg_cpu *cpu, unsigned long addr, const void *buf,
 	struct lguest *lg = cpu->lg;
 	u32 gpa = (u32)addr;					/* note 2 */
 
-	if (!lguest_address_ok(lg, gpa, bytes) || !in_ram(lg, gpa, bytes)) {
+	if (!kshim_guest_range_ok(lg, gpa, bytes)) {
 		kill_guest(cpu, "bad write address %#lx len %u",
 			   (unsigned long)gpa, bytes);
 		return;

@@ -504,6 +504,11 @@ int kshim_lguest_address_ok(kshim_ref_t *r, uint32_t addr, uint32_t len)
 	return lguest_address_ok(&r->lg, addr, len);
 }
 
+int kshim_range_ok(kshim_ref_t *r, uint32_t addr, uint32_t len)
+{
+	return kshim_guest_range_ok(&r->lg, addr, len);
+}
+
 /* ---- benchmark loops ---- */
 
 /* Keep a value alive without costing an instruction. */

@@ -113,7 +113,11 @@ void kshim_init_clockdev(kshim_ref_t *r);
 uint32_t kshim_guest_pa(kshim_ref_t *r, uint32_t vaddr);
 void kshim_pin_page(kshim_ref_t *r, uint32_t vaddr);
 void kshim_write_timestamp(kshim_ref_t *r);
+/* The seed-era rule alone (lguest_address_ok of core.c). */
 int kshim_lguest_address_ok(kshim_ref_t *r, uint32_t addr, uint32_t len);
+/* The rule and the RAM bound: whether lgread/lgwrite of the range succeed
+ * (lgcore's Guest.lguest_address_ok answers this). */
+int kshim_range_ok(kshim_ref_t *r, uint32_t addr, uint32_t len);
 
 /*
  * ---- C loops for benchmarks: n iterations, nothing returned ----

@@ -195,11 +195,18 @@ bool lguest_address_ok(const struct lguest *lg,
 		       unsigned long addr, unsigned long len);
 
 /*
+ * What __lgread/__lgwrite demand of a guest-physical range: the address
+ * check above, and (what copy_{from,to}_user failing means in lguest) that
+ * the bytes lie inside the RAM buffer.  lgcore's lg_address_ok() is this
+ * combined test.
+ */
+bool kshim_guest_range_ok(const struct lguest *lg, u32 addr, u32 len);
+
+/*
  * Read or write "bytes" bytes of guest-physical memory at addr (truncated
- * to 32 bits).  The access must pass lguest_address_ok() and lie inside
- * the RAM buffer; if not, the guest is killed ("bad read address %#lx len
- * %u" / "bad write address %#lx len %u"), a read yields zeroes and a write
- * stores nothing.
+ * to 32 bits).  The access must pass kshim_guest_range_ok(); if not, the
+ * guest is killed ("bad read address %#lx len %u" / "bad write address
+ * %#lx len %u"), a read yields zeroes and a write stores nothing.
  */
 void kshim_lgread(struct lg_cpu *cpu, void *buf, unsigned long addr,
 		  unsigned int bytes);
