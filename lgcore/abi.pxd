@@ -105,6 +105,29 @@ cdef extern from "lgcore/lgcore.h" nogil:
         LG_KILL_BAD_STACK_PAGE
         LG_KILL_TEXT
 
+    # struct lguest_data as it lies in guest RAM (seed era, 1396 bytes).  The
+    # engine never dereferences it: guest RAM is reached through the checked
+    # accessors in guestmem.pxd.  Declared for VMMs that lay out a guest.
+    ctypedef struct lg_hcall_args_t:
+        uint32_t arg0, arg1, arg2, arg3, arg4
+
+    ctypedef struct lg_lguest_data_t:
+        uint32_t irq_enabled
+        uint32_t blocked_interrupts[1]
+        uint32_t cr2
+        int32_t time_sec
+        int32_t time_nsec
+        int32_t irq_pending
+        uint8_t hcall_status[64]
+        lg_hcall_args_t hcalls[64]
+        uint32_t reserve_mem
+        uint32_t tsc_khz
+        uint32_t pgdir
+        uint32_t noirq_start
+        uint32_t noirq_end
+        uint32_t kernel_address
+        uint32_t syscall_vec
+
     ctypedef struct lg_regs_t:
         uint32_t eax, ebx, ecx, edx
         uint32_t esi, edi, ebp

@@ -30,8 +30,8 @@ cdef bint lg_check_syscall_vector(const lg_guest_t *lg) noexcept nogil:
 # gate.  Not all of them: external vectors belong to the host (a syscall
 # vector is the exception), and the host must see page faults (to record
 # cr2), general protection faults (port I/O), device-not-available (lazy FPU),
-# invalid opcode (this era patches the guest's vmcall into int $0x1f) and, of
-# course, the hypercall trap.
+# invalid opcode (this era patches the guest's vmcall into int $0x1f), and
+# the hypercall vector itself must always come back to us.
 cdef bint lg_direct_trap(const lg_guest_t *lg, unsigned int num) noexcept nogil:
     if num >= LG_FIRST_EXTERNAL_VECTOR and not lg_could_be_syscall(lg, num):
         return False

@@ -81,12 +81,17 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def _shim_dir() -> Path:
-    return repo_root() / "include" / "kshim"
-
-
 def _include_dir() -> Path:
+    """The headers: inside the package when installed from a wheel
+    (lgcore/include/), at the repository's top in a checkout."""
+    packaged = Path(__file__).resolve().parent / "include"
+    if (packaged / "lgcore" / "lgcore.h").is_file():
+        return packaged
     return repo_root() / "include"
+
+
+def _shim_dir() -> Path:
+    return _include_dir() / "kshim"
 
 
 def reference_source() -> Path | None:
@@ -105,7 +110,13 @@ def reference_source() -> Path | None:
 
 def cache_dir() -> Path:
     env = os.environ.get(ENV_CACHE)
-    return Path(env).expanduser() if env else repo_root() / "build" / "reference"
+    if env:
+        return Path(env).expanduser()
+    if (repo_root() / "setup.py").is_file():
+        return repo_root() / "build" / "reference"
+    # installed: never write into site-packages
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "lgcore" / "reference"
 
 
 # ---- the cffi interface -------------------------------------------------
@@ -228,7 +239,7 @@ def _build_key(source: Path) -> str:
 
     add("original", source.read_bytes())
     for p in _shim_files():
-        add(str(p.relative_to(repo_root())), p.read_bytes())
+        add(str(p.relative_to(_include_dir())), p.read_bytes())
     add("cdef", _cdef().encode())
     add("preamble", _PREAMBLE.encode())
     add("cflags", " ".join(CFLAGS).encode())
