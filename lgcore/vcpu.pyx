@@ -363,6 +363,16 @@ cdef class Guest:
             events.close()
         self._release()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """``with Guest(ram) as guest:`` closes the guest on the way out, so
+        the buffer is free again at once (dropping a guest that has vCPUs
+        waits for the cyclic garbage collector)."""
+        self.close()
+        return False
+
     @property
     def closed(self):
         return self.c.mem == NULL

@@ -327,3 +327,17 @@ def test_mmap_closed_after_close_is_never_touched():
                  lambda: cpu.set_guest_interrupt(*gs.gate(1), False), lambda: step(cpu)):
         with pytest.raises(lgcore.GuestClosed):
             call()
+
+
+def test_with_block_releases_the_buffer_at_once():
+    """``with Guest(ram)`` frees the RAM on exit even while guest and vCPU
+    still refer to each other (no wait for the cyclic collector)."""
+    ram = bytearray(8192)
+    with lgcore.Guest(ram) as guest:
+        cpu = guest.add_vcpu()
+        with pytest.raises(BufferError):
+            ram.extend(b"x")
+    assert guest.closed
+    ram.extend(b"x")
+    with pytest.raises(lgcore.GuestClosed):
+        cpu.set_interrupt(0)
