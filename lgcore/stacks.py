@@ -5,14 +5,6 @@ from lgcore.constants import GUEST_PL, PAGE_SIZE
 from lgcore.vcpu import VCpu
 
 
-def _pin_page(cpu: VCpu, vaddr: int) -> None:
-    hook = cpu.guest.pin_page_hook
-    if hook is None:
-        cpu.pin_page(vaddr)
-    else:
-        hook(cpu, vaddr)
-
-
 # H:260
 # A trap that goes straight into the guest makes the CPU push its frame on
 # the ring-1 stack without the host looking.  If that stack were not mapped
@@ -23,9 +15,19 @@ def _pin_page(cpu: VCpu, vaddr: int) -> None:
 # the stack pointer to the vCPU.  (A VMM with its own MMU sets
 # ``guest.pin_page_hook``.)
 def pin_stack_pages(cpu: VCpu) -> None:
-    """Pin every page of the vCPU's guest kernel stack."""
-    for i in range(cpu.guest.stack_pages):
-        _pin_page(cpu, (cpu.esp1 - 1 - i * PAGE_SIZE) & 0xFFFFFFFF)
+    """Pin every page of the vCPU's guest kernel stack.  Once the guest is
+    dead the remaining pages are skipped (the seed keeps calling pin_page to
+    no effect: the first kill reason already stuck)."""
+    lg = cpu.guest
+    hook = lg.pin_page_hook
+    if hook is None:
+        cpu._pin_stack_default()
+        return
+    esp1 = cpu.esp1
+    for i in range(lg.stack_pages):
+        if lg.dead is not None:
+            break
+        hook(cpu, (esp1 - 1 - i * PAGE_SIZE) & 0xFFFFFFFF)
 
 
 # The SET_STACK hypercall: the guest's kernel stack changes on every context
@@ -42,8 +44,6 @@ def guest_set_stack(cpu: VCpu, seg: int, esp: int, pages: int) -> None:
         lg.kill_guest(f"bad stack segment {seg - (1 << 32) if seg & 0x80000000 else seg}")
     if pages > 2:
         lg.kill_guest(f"bad stack pages {pages}")
-    cpu.ss1 = seg & 0xFFFF
-    cpu.esp1 = esp
-    lg.stack_pages = pages
+    cpu._set_stack(seg, esp, pages)
     pin_stack_pages(cpu)
 # :*

@@ -900,6 +900,29 @@ cdef class VCpu:
         self._open()
         lg_pin_page(&self.c, _u32(vaddr, "vaddr"))
 
+    def _set_stack(self, ss1, esp1, pages):
+        """SET_STACK's stores in one crossing (lgcore.stacks decides)."""
+        self._open()
+        cdef uint32_t seg = _u32(ss1, "ss1"), esp = _u32(esp1, "esp1"), n = _u32(pages, "pages")
+        self.c.ss1 = seg & 0xFFFF
+        self.c.esp1 = esp
+        self.c.lg.stack_pages = n
+
+    def _pin_stack_default(self):
+        """The default pin of every page of the ring-1 stack (H:260).  Once
+        the guest is dead the rest is skipped: the seed goes on calling
+        pin_page, but a pin can do nothing more than kill, and the first
+        reason already stuck (a page count of 2**32-1 would otherwise loop
+        for minutes)."""
+        self._open()
+        cdef uint32_t i
+        cdef uint32_t n = self.c.lg.stack_pages
+        with nogil:
+            for i in range(n):
+                if self.c.lg.dead:
+                    break
+                lg_pin_page(&self.c, self.c.esp1 - 1u - (i << LG_PAGE_SHIFT))
+
     def write_timestamp(self):
         """Copy the guest clock's time into lguest_data.time."""
         self._open()
