@@ -5,10 +5,12 @@ interrupt frame built on the guest's stack in guest RAM.  Typed Cython over
 raw pointers taken once when the RAM was attached; every function is
 ``noexcept nogil``, and a misbehaving guest is killed (first reason sticks),
 never raised on."""
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint8_t, int32_t, uint32_t, int64_t, uint64_t
+from libc.string cimport memcpy
 from lgcore.abi cimport *
-from lgcore.guestmem cimport (lg_kill, lg_lgwrite, lg_ld_get, lg_ld_put,
-                              lg_guest_pa, lg_write_timestamp)
+from lgcore.guestmem cimport (lg_kill, lg_lgwrite, lg_ld_get, lg_ld_put, lg_access_bound,
+                              lg_guest_pa, lg_guest_pa_fast, lg_write_timestamp,
+                              lg_clock_now_ns)
 from lgcore.idt cimport lg_idt_address, lg_idt_type, lg_idt_present
 
 
@@ -17,6 +19,73 @@ from lgcore.idt cimport lg_idt_address, lg_idt_type, lg_idt_present
 cdef void lg_push_guest_stack(lg_cpu_t *cpu, uint32_t *gstack, uint32_t val) noexcept nogil:
     gstack[0] -= 4
     lg_lgwrite(cpu, gstack[0], val)
+
+
+# C:080 The common case goes without a check per word: when the page walk
+# kills nobody and the whole frame passes lguest's address check, so does
+# every push (the check is monotone over a range that does not wrap), so the
+# words are stored directly: the same bytes in the same order, with the
+# irq_enabled read between the two halves of a user-mode frame as in the
+# seed.  Anything else takes the push-by-push path.
+cdef inline void _set_guest_interrupt(lg_cpu_t *cpu, uint32_t lo, uint32_t hi,
+                                      bint has_err) noexcept nogil:
+    cdef lg_guest_t *lg = cpu.lg
+    cdef lg_regs_t *regs = &cpu.regs
+    cdef uint32_t gstack, origstack, virtstack, eflags, ss, irq_enable, nbytes
+    cdef uint32_t r_ss = regs.ss, r_esp = regs.esp, r_cs = regs.cs
+    cdef uint32_t r_eip = regs.eip, r_err = regs.errcode
+    cdef bint user = (r_ss & 3) != LG_GUEST_PL
+    cdef uint64_t bound = lg_access_bound(lg)
+    cdef uint8_t *top
+    if user:
+        virtstack = cpu.esp1
+        ss = cpu.ss1
+    else:
+        virtstack = r_esp
+        ss = r_ss
+    eflags = regs.eflags
+    nbytes = 12 + (8 if user else 0) + (4 if has_err else 0)
+    if (lg_guest_pa_fast(cpu, virtstack, bound, &gstack) and gstack >= nbytes
+            and <uint64_t>gstack < bound):
+        top = lg.mem + gstack
+        if user:
+            memcpy(top - 4, &r_ss, 4)
+            memcpy(top - 8, &r_esp, 4)
+            top -= 8
+        if lg_ld_get(lg, LG_LD_IRQ_ENABLED, &irq_enable) == 0 and not (irq_enable & LG_EFLAGS_IF):
+            eflags &= ~LG_EFLAGS_IF
+        memcpy(top - 4, &eflags, 4)
+        memcpy(top - 8, &r_cs, 4)
+        memcpy(top - 12, &r_eip, 4)
+        if has_err:
+            memcpy(top - 16, &r_err, 4)
+        regs.esp = virtstack - nbytes
+    else:
+        gstack = lg_guest_pa(cpu, virtstack)
+        origstack = gstack
+        if user:
+            lg_push_guest_stack(cpu, &gstack, r_ss)
+            lg_push_guest_stack(cpu, &gstack, r_esp)
+        if lg_ld_get(lg, LG_LD_IRQ_ENABLED, &irq_enable) == 0 and not (irq_enable & LG_EFLAGS_IF):
+            eflags &= ~LG_EFLAGS_IF
+        lg_push_guest_stack(cpu, &gstack, eflags)
+        lg_push_guest_stack(cpu, &gstack, r_cs)
+        lg_push_guest_stack(cpu, &gstack, r_eip)
+        if has_err:
+            lg_push_guest_stack(cpu, &gstack, r_err)
+        regs.esp = virtstack + (gstack - origstack)
+
+    regs.ss = ss
+    regs.cs = LG_GUEST_CS
+    regs.eip = lg_idt_address(lo, hi)
+    # C:020 hardened profile: the later lguest also clears single-step,
+    # nested-task, resume and VM86 for the handler, as the CPU does.
+    if lg.fixes & LG_FIX_EFLAGS:
+        regs.eflags &= ~(LG_EFLAGS_TF | LG_EFLAGS_NT | LG_EFLAGS_RF | LG_EFLAGS_VM)
+
+    if lg_idt_type(lo, hi) == LG_GATE_INTERRUPT:
+        if lg_ld_put(lg, LG_LD_IRQ_ENABLED, 0) != 0:
+            lg_kill(lg, LG_KILL_DISABLING_INTERRUPTS, 0, 0, 0)
 
 
 # H:210
@@ -37,70 +106,12 @@ cdef void lg_push_guest_stack(lg_cpu_t *cpu, uint32_t *gstack, uint32_t val) noe
 # guest's virtual interrupts, after the pushes.
 cdef void lg_set_guest_interrupt(lg_cpu_t *cpu, uint32_t lo, uint32_t hi,
                                  bint has_err) noexcept nogil:
-    cdef lg_guest_t *lg = cpu.lg
-    cdef lg_regs_t *regs = &cpu.regs
-    cdef uint32_t gstack, origstack, virtstack, eflags, ss, irq_enable
-    if (regs.ss & 3) != LG_GUEST_PL:
-        virtstack = cpu.esp1
-        ss = cpu.ss1
-        gstack = lg_guest_pa(cpu, virtstack)
-        origstack = gstack
-        lg_push_guest_stack(cpu, &gstack, regs.ss)
-        lg_push_guest_stack(cpu, &gstack, regs.esp)
-    else:
-        virtstack = regs.esp
-        ss = regs.ss
-        gstack = lg_guest_pa(cpu, virtstack)
-        origstack = gstack
-
-    eflags = regs.eflags
-    if lg_ld_get(lg, LG_LD_IRQ_ENABLED, &irq_enable) == 0 and not (irq_enable & LG_EFLAGS_IF):
-        eflags &= ~LG_EFLAGS_IF
-
-    lg_push_guest_stack(cpu, &gstack, eflags)
-    lg_push_guest_stack(cpu, &gstack, regs.cs)
-    lg_push_guest_stack(cpu, &gstack, regs.eip)
-    if has_err:
-        lg_push_guest_stack(cpu, &gstack, regs.errcode)
-
-    regs.ss = ss
-    regs.esp = virtstack + (gstack - origstack)
-    regs.cs = LG_GUEST_CS
-    regs.eip = lg_idt_address(lo, hi)
-    # C:020 hardened profile: the later lguest also clears single-step,
-    # nested-task, resume and VM86 for the handler, as the CPU does.
-    if lg.fixes & LG_FIX_EFLAGS:
-        regs.eflags &= ~(LG_EFLAGS_TF | LG_EFLAGS_NT | LG_EFLAGS_RF | LG_EFLAGS_VM)
-
-    if lg_idt_type(lo, hi) == LG_GATE_INTERRUPT:
-        if lg_ld_put(lg, LG_LD_IRQ_ENABLED, 0) != 0:
-            lg_kill(lg, LG_KILL_DISABLING_INTERRUPTS, 0, 0, 0)
+    _set_guest_interrupt(cpu, lo, hi, has_err)
 
 
-# H:205
-# Virtual interrupts.  The pending word minus the guest's blocked mask gives
-# the candidates; the lowest wins.  Before LGUEST_INIT, or when the mask
-# cannot be read, nothing is pending and *more is left alone.
+# Virtual interrupts (H:205): lg_interrupt_pending() and lg_set_interrupt()
+# are inline in deliver.pxd, so a VMM's run loop pays no call for them.
 #
-# `more` is find_next_bit() of the rest taken as a truth value, and that
-# index is never 0, so in the seed `more` is always true and irq_pending is
-# never cleared.  The hardened profile asks whether another IRQ is pending.
-cdef unsigned int lg_interrupt_pending(lg_cpu_t *cpu, bint *more) noexcept nogil:
-    cdef uint32_t blocked, blk
-    cdef unsigned int irq
-    if not cpu.lg.has_lguest_data:
-        return LG_IRQS
-    if lg_ld_get(cpu.lg, LG_LD_BLOCKED, &blocked) != 0:
-        return LG_IRQS
-    blk = lg_atomic_load32(&cpu.irqs_pending) & ~blocked
-    irq = lg_ffs32(blk)
-    if cpu.lg.fixes & LG_FIX_MORE:
-        more[0] = irq < LG_IRQS - 1 and (blk >> (irq + 1)) != 0
-    else:
-        more[0] = True
-    return irq
-
-
 # Divert the guest into the handler of one IRQ.  Nothing happens while the
 # guest sits in its no-IRQ window (the instructions of its `iret` path).  A
 # halted guest always takes the IRQ and gets its virtual IF back; a running
@@ -108,7 +119,7 @@ cdef unsigned int lg_interrupt_pending(lg_cpu_t *cpu, bint *more) noexcept nogil
 # waits.  An IRQ whose gate is absent stays pending.  The timestamp is
 # refreshed on every attempt that got this far.  Returns whether a frame was
 # built (the seed returns nothing; the fused step below uses it).
-cdef bint lg_try_deliver_interrupt(lg_cpu_t *cpu, unsigned int irq, bint more) noexcept nogil:
+cdef inline bint _try_deliver_interrupt(lg_cpu_t *cpu, unsigned int irq, bint more) noexcept nogil:
     cdef lg_guest_t *lg = cpu.lg
     cdef lg_desc_t *idt
     cdef uint32_t irq_enabled
@@ -131,7 +142,7 @@ cdef bint lg_try_deliver_interrupt(lg_cpu_t *cpu, unsigned int irq, bint more) n
     idt = &cpu.idt[LG_FIRST_EXTERNAL_VECTOR + irq]
     if lg_idt_present(idt.a, idt.b):
         lg_atomic_andnot32(&cpu.irqs_pending, 1u << irq)
-        lg_set_guest_interrupt(cpu, idt.a, idt.b, False)
+        _set_guest_interrupt(cpu, idt.a, idt.b, False)
         delivered = True
 
     lg_write_timestamp(cpu)
@@ -140,24 +151,110 @@ cdef bint lg_try_deliver_interrupt(lg_cpu_t *cpu, unsigned int irq, bint more) n
     return delivered
 
 
-# Raise an IRQ for the vCPU: an atomic OR, safe from any thread.  Waking a
-# halted vCPU or kicking a running one is policy (lgcore.wake).  The seed
-# trusts its callers with the range; the engine refuses an IRQ it has no
-# bit for.
-cdef void lg_set_interrupt(lg_cpu_t *cpu, unsigned int irq) noexcept nogil:
-    if irq < LG_IRQS:
-        lg_atomic_or32(&cpu.irqs_pending, 1u << irq)
+cdef bint lg_try_deliver_interrupt(lg_cpu_t *cpu, unsigned int irq, bint more) noexcept nogil:
+    return _try_deliver_interrupt(cpu, irq, more)
 # :*
 
 
 # C:030 One run-loop step 4 in one call: find the first deliverable IRQ and
 # try it.  Returns the IRQ whose frame was built, or -1.
+#
+# The common step goes in one pass.  When lguest_data lies wholly in RAM,
+# every get_user/put_user on it succeeds, so its fields are read and
+# written directly; when, besides, the vCPU is not halted, its virtual
+# interrupts are on, the gate is present and the frame takes the fast path
+# above, each test of the general path has an outcome known before anything
+# is written.  Then the same writes are made in the same order (the pending
+# bit, the frame, the registers, irq_enabled for an interrupt gate, the
+# timestamp, irq_pending).  Anything else goes the general way, from the
+# start: nothing has been written by then.
 cdef int lg_deliver_pending(lg_cpu_t *cpu) noexcept nogil:
+    cdef lg_guest_t *lg = cpu.lg
+    cdef lg_regs_t *regs = &cpu.regs
+    cdef uint8_t *ld
+    cdef uint8_t *top
+    cdef lg_desc_t *gate
+    cdef uint32_t blocked, blk, irq_enabled, gstack, virtstack, ss, nbytes, eflags
+    cdef uint32_t r_ss, r_esp, r_cs, r_eip, zero = 0
+    cdef uint64_t bound
+    cdef int64_t now, sec
+    cdef int32_t ts[2]
+    cdef unsigned int irq
+    cdef bint more, user
+    if not lg.has_lguest_data or <uint64_t>lg.lguest_data + LG_LD_SIZE > lg.mem_len:
+        return _deliver_pending(cpu)
+    ld = lg.mem + lg.lguest_data
+    memcpy(&blocked, ld + LG_LD_BLOCKED, 4)
+    blk = lg_atomic_load32(&cpu.irqs_pending) & ~blocked
+    if blk == 0:
+        return -1
+    irq = lg_ffs32(blk)
+    if lg.fixes & LG_FIX_MORE:
+        more = irq < LG_IRQS - 1 and (blk >> (irq + 1)) != 0
+    else:
+        more = True
+    r_eip = regs.eip
+    if r_eip >= lg.noirq_start and r_eip < lg.noirq_end:
+        return -1
+    memcpy(&irq_enabled, ld + LG_LD_IRQ_ENABLED, 4)
+    gate = &cpu.idt[LG_FIRST_EXTERNAL_VECTOR + irq]
+    if cpu.halted or irq_enabled == 0 or not lg_idt_present(gate.a, gate.b):
+        return -1 if not _try_deliver_interrupt(cpu, irq, more) else <int>irq
+    r_ss = regs.ss
+    r_esp = regs.esp
+    r_cs = regs.cs
+    user = (r_ss & 3) != LG_GUEST_PL
+    if user:
+        virtstack = cpu.esp1
+        ss = cpu.ss1
+        nbytes = 20
+    else:
+        virtstack = r_esp
+        ss = r_ss
+        nbytes = 12
+    bound = lg_access_bound(lg)
+    if not (lg_guest_pa_fast(cpu, virtstack, bound, &gstack) and gstack >= nbytes
+            and <uint64_t>gstack < bound):
+        return -1 if not _try_deliver_interrupt(cpu, irq, more) else <int>irq
+
+    lg_atomic_andnot32(&cpu.irqs_pending, 1u << irq)
+    eflags = regs.eflags
+    top = lg.mem + gstack
+    if user:
+        memcpy(top - 4, &r_ss, 4)
+        memcpy(top - 8, &r_esp, 4)
+        top -= 8
+        memcpy(&irq_enabled, ld + LG_LD_IRQ_ENABLED, 4)    # the pushes may have hit it
+    if not (irq_enabled & LG_EFLAGS_IF):
+        eflags &= ~LG_EFLAGS_IF
+    memcpy(top - 4, &eflags, 4)
+    memcpy(top - 8, &r_cs, 4)
+    memcpy(top - 12, &r_eip, 4)
+    regs.esp = virtstack - nbytes
+    regs.ss = ss
+    regs.cs = LG_GUEST_CS
+    regs.eip = lg_idt_address(gate.a, gate.b)
+    if lg.fixes & LG_FIX_EFLAGS:
+        regs.eflags &= ~(LG_EFLAGS_TF | LG_EFLAGS_NT | LG_EFLAGS_RF | LG_EFLAGS_VM)
+    if lg_idt_type(gate.a, gate.b) == LG_GATE_INTERRUPT:
+        memcpy(ld + LG_LD_IRQ_ENABLED, &zero, 4)
+    now = lg_clock_now_ns(lg.clock)
+    sec = now // 1000000000
+    ts[0] = <int32_t><uint32_t>sec
+    ts[1] = <int32_t>(now - sec * 1000000000)
+    memcpy(ld + LG_LD_TIME, ts, 8)
+    if not more:
+        memcpy(ld + LG_LD_IRQ_PENDING, &zero, 4)
+    return <int>irq
+
+
+# The general path of lg_deliver_pending.
+cdef int _deliver_pending(lg_cpu_t *cpu) noexcept nogil:
     cdef bint more
     cdef unsigned int irq = lg_interrupt_pending(cpu, &more)
     if irq >= LG_IRQS:
         return -1
-    if lg_try_deliver_interrupt(cpu, irq, more):
+    if _try_deliver_interrupt(cpu, irq, more):
         return <int>irq
     return -1
 
@@ -172,6 +269,6 @@ cdef bint lg_deliver_trap(lg_cpu_t *cpu, unsigned int num) noexcept nogil:
         return False
     if not lg_idt_present(cpu.idt[num].a, cpu.idt[num].b):
         return False
-    lg_set_guest_interrupt(cpu, cpu.idt[num].a, cpu.idt[num].b, lg_has_err(num))
+    _set_guest_interrupt(cpu, cpu.idt[num].a, cpu.idt[num].b, lg_has_err(num))
     return True
 # :*

@@ -46,6 +46,49 @@ cdef inline bint lg_address_ok(const lg_guest_t *lg, uint32_t addr,
     return (end >> LG_PAGE_SHIFT) < lg.pfn_limit
 
 
+# C:110 The same check as one bound, for paths that make several accesses:
+# for an access of length bytes at addr, lg_address_ok() holds exactly when
+# addr + length < lg_access_bound(lg) (64-bit sum).  The bound is the least
+# of: one past the RAM (mem_len + 1); the first byte of page pfn_limit (the
+# seed: the page of the first byte past the access must lie under the limit)
+# or one past it (hardened: the access may end at the limit); and 2**32 (an
+# access may not wrap 32 bits).
+cdef inline uint64_t lg_access_bound(const lg_guest_t *lg) noexcept nogil:
+    cdef uint64_t bound = <uint64_t>lg.pfn_limit << LG_PAGE_SHIFT
+    if lg.fixes & LG_FIX_ADDRESS_CHECK:
+        bound += 1
+    if bound > lg.mem_len + 1:
+        bound = lg.mem_len + 1
+    if bound > 0x100000000u:
+        bound = 0x100000000u
+    return bound
+
+
+# guest_pa() for the case where it kills nobody: both tables readable and
+# both entries present.  False means "take lg_guest_pa()" for the exact
+# behaviour (it redoes the walk; nothing was written here).
+cdef inline bint lg_guest_pa_fast(const lg_cpu_t *cpu, uint32_t vaddr, uint64_t bound,
+                                  uint32_t *pa) noexcept nogil:
+    cdef uint32_t a, pgd, pte
+    if not cpu.paging:
+        pa[0] = vaddr
+        return True
+    a = cpu.pgdir + (vaddr >> 22) * 4
+    if <uint64_t>a + 4 >= bound:
+        return False
+    memcpy(&pgd, cpu.lg.mem + a, 4)
+    if not (pgd & LG_PTE_PRESENT):
+        return False
+    a = (pgd & 0xFFFFF000u) + ((vaddr >> 12) & 0x3FFu) * 4
+    if <uint64_t>a + 4 >= bound:
+        return False
+    memcpy(&pte, cpu.lg.mem + a, 4)
+    if not (pte & LG_PTE_PRESENT):
+        return False
+    pa[0] = (pte & 0xFFFFF000u) | (vaddr & 0xFFFu)
+    return True
+
+
 # lgread() of a u32: zero and a kill when the check fails.
 cdef inline uint32_t lg_lgread(lg_cpu_t *cpu, uint32_t addr) noexcept nogil:
     cdef uint32_t val = 0

@@ -12,8 +12,12 @@ Bad input from the VMM (a read-only buffer, an IRQ past the IRQ count, a
 value that does not fit 32 bits) raises at once, naming the value and the
 limit."""
 cimport cython
-from libc.stdint cimport uint8_t, uint32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t, uint64_t
 from libc.string cimport memset, memcpy
+from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.buffer cimport PyBuffer_Release, PyBUF_WRITABLE, PyBUF_FORMAT, PyBUF_C_CONTIGUOUS
+from cpython.exc cimport PyErr_Clear
+from libc.stdint cimport uintptr_t
 
 import struct
 
@@ -38,6 +42,8 @@ FIXES = {
     "syscall_reflect": LG_FIX_SYSCALL_REFLECT,
 }
 _MAX_RAM = 1 << 32
+cdef tuple _IRQ_INTS = tuple(range(LG_IRQS))
+cdef tuple _PENDING_PAIRS = tuple((irq, more) for irq in range(LG_IRQS + 1) for more in (False, True))
 
 
 class GuestKilled(Exception):
@@ -60,6 +66,12 @@ cdef inline uint32_t _u32(object value, str what) except? 0xFFFFFFFF:
     if value < 0 or value > 0xFFFFFFFF:
         raise ValueError(f"{what}={value!r} does not fit 32 bits (0..0xFFFFFFFF)")
     return <uint32_t>value
+
+
+cdef inline uint32_t _mask32(object value) except? 0xFFFFFFFF:
+    if type(value) is int and 0 <= value <= 0xFFFFFFFF:
+        return <uint32_t>value
+    return <uint32_t>(value & 0xFFFFFFFF)
 
 
 cdef inline unsigned int _below(object value, unsigned int limit, str what) except? 0xFFFFFFFF:
@@ -164,6 +176,71 @@ cdef int _load_defaults(object defaults, uint32_t *out) except -1:
     for i in range(n):
         out[i] = _u32(values[i], f"defaults[{i}]")
     return 0
+
+
+# C:100 The shapes VMMs use most (a writable contiguous host IDT; stubs as
+# bytes or as 4-byte ints in native or little-endian order) are used in place
+# through the buffer protocol, with no memoryview object and no copy: the
+# engine then costs less than the call into the C original.  Anything else
+# (or a buffer that overlaps the other, or is misaligned) takes the general
+# path above, which also raises the errors.
+cdef extern from "Python.h":
+    # Without Cython's "except -1": a refusal here only means the general path.
+    int _get_buffer "PyObject_GetBuffer"(object obj, Py_buffer *view, int flags)
+
+
+cdef struct _fast_bufs:
+    Py_buffer idt
+    Py_buffer deflt
+    bint have_idt
+    bint have_deflt
+
+
+cdef inline bint _u32_words(const Py_buffer *b) noexcept:
+    cdef const char *f = b.format
+    cdef char c
+    if b.len < 4 * LG_IDT_ENTRIES or (<uintptr_t>b.buf & 3) != 0:
+        return False
+    if f == NULL:
+        return True
+    c = f[0]
+    if c == b'@' or c == b'=' or c == b'<':
+        f += 1
+        c = f[0]
+    if f[0] == 0 or f[1] != 0:
+        return False
+    if c == b'B' or c == b'b' or c == b'c':
+        return True
+    return b.itemsize == 4 and (c == b'I' or c == b'i' or c == b'L' or c == b'l')
+
+
+cdef int _fast_open(_fast_bufs *fb, object idt, object defaults) noexcept:
+    """1 when both buffers can be used in place (release with _fast_close)."""
+    fb.have_idt = fb.have_deflt = False
+    if _get_buffer(idt, &fb.idt, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0:
+        PyErr_Clear()
+        return 0
+    fb.have_idt = True
+    if fb.idt.len < 8 * LG_IDT_ENTRIES or (<uintptr_t>fb.idt.buf & 3) != 0:
+        return 0
+    if _get_buffer(defaults, &fb.deflt, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) != 0:
+        PyErr_Clear()
+        return 0
+    fb.have_deflt = True
+    if not _u32_words(&fb.deflt):
+        return 0
+    # Overlap would make in-place differ from the copying path.
+    if (<char *>fb.deflt.buf < <char *>fb.idt.buf + 8 * LG_IDT_ENTRIES and
+            <char *>fb.idt.buf < <char *>fb.deflt.buf + 4 * LG_IDT_ENTRIES):
+        return 0
+    return 1
+
+
+cdef inline void _fast_close(_fast_bufs *fb) noexcept:
+    if fb.have_deflt:
+        PyBuffer_Release(&fb.deflt)
+    if fb.have_idt:
+        PyBuffer_Release(&fb.idt)
 
 
 # ---- kill reasons in lguest's words ----
@@ -825,7 +902,8 @@ cdef class VCpu:
         self._open()
         cdef bint more = False
         cdef unsigned int irq = lg_interrupt_pending(&self.c, &more)
-        return (irq, more)
+        # C:090 the (irq, more) pairs are prebuilt: no tuple is allocated.
+        return <object>PyTuple_GET_ITEM(_PENDING_PAIRS, 2 * irq + (1 if more else 0))
 
     def try_deliver_interrupt(self, irq, more):
         """H:205: try to divert the guest into the handler of ``irq``."""
@@ -849,7 +927,8 @@ cdef class VCpu:
         cdef int irq = lg_deliver_pending(&self.c)
         if irq < 0:
             return None
-        return irq
+        # C:090 the IRQ's int object from a table: no PyLong_FromLong.
+        return <object>PyTuple_GET_ITEM(_IRQ_INTS, irq)
 
     def deliver_trap(self, num):
         """H:220: reflect trap ``num``; False if it cannot be delivered."""
@@ -874,7 +953,13 @@ cdef class VCpu:
         or a sequence of ints)."""
         cdef lg_desc_t host[256]
         cdef uint32_t deflt[256]
+        cdef _fast_bufs fb
         self._open()
+        if _fast_open(&fb, idt, defaults):
+            lg_copy_traps(&self.c, <lg_desc_t *>fb.idt.buf, <const uint32_t *>fb.deflt.buf)
+            _fast_close(&fb)
+            return
+        _fast_close(&fb)
         _load_defaults(defaults, deflt)
         _load_host_idt(idt, host)
         lg_copy_traps(&self.c, host, deflt)
@@ -993,6 +1078,12 @@ def setup_default_idt_entries(idt, defaults):
     ``defaults`` (as for copy_traps)."""
     cdef lg_desc_t host[256]
     cdef uint32_t deflt[256]
+    cdef _fast_bufs fb
+    if _fast_open(&fb, idt, defaults):
+        lg_setup_default_idt_entries(<lg_desc_t *>fb.idt.buf, <const uint32_t *>fb.deflt.buf)
+        _fast_close(&fb)
+        return
+    _fast_close(&fb)
     _load_defaults(defaults, deflt)
     _load_host_idt(idt, host)
     lg_setup_default_idt_entries(host, deflt)

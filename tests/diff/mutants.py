@@ -35,16 +35,29 @@ class Mutation:
     new: str
     why: str
     rebuild: tuple[str, ...] = ()   # extensions to rebuild; default: the .pyx's own
+    sequences: int = 400            # random sequences the driver may need to catch it
 
 
 MUTATIONS = {m.name: m for m in (
     Mutation(
         "push-order", "lgcore/deliver.pyx",
-        "    lg_push_guest_stack(cpu, &gstack, regs.cs)\n"
-        "    lg_push_guest_stack(cpu, &gstack, regs.eip)\n",
-        "    lg_push_guest_stack(cpu, &gstack, regs.eip)\n"
-        "    lg_push_guest_stack(cpu, &gstack, regs.cs)\n",
+        "        memcpy(top - 8, &r_cs, 4)\n"
+        "        memcpy(top - 12, &r_eip, 4)\n"
+        "        if has_err:\n",
+        "        memcpy(top - 8, &r_eip, 4)\n"
+        "        memcpy(top - 12, &r_cs, 4)\n"
+        "        if has_err:\n",
         "H:210 pushes eip before cs: the frame an iret pops is wrong"),
+    Mutation(
+        "fused-push-order", "lgcore/deliver.pyx",
+        "    memcpy(top - 8, &r_cs, 4)\n"
+        "    memcpy(top - 12, &r_eip, 4)\n"
+        "    regs.esp = virtstack - nbytes\n",
+        "    memcpy(top - 8, &r_eip, 4)\n"
+        "    memcpy(top - 12, &r_cs, 4)\n"
+        "    regs.esp = virtstack - nbytes\n",
+        "the fused deliver-pending path pushes eip before cs",
+        sequences=5000),
     Mutation(
         "more-cleared", "lgcore/deliver.pyx",
         "        more[0] = True\n",
