@@ -136,9 +136,11 @@ def _new_pgtable(cpu: VCpu, args: tuple) -> None:
 
 
 def _flush_tlb(cpu: VCpu, args: tuple) -> None:
-    # Without a shadow MMU nothing is cached; the stack is pinned again, as
-    # lguest's guest_pagetable_clear_all() does.
-    pin_stack_pages(cpu)
+    # Without a shadow MMU nothing is cached.  A full flush (arg1 != 0) pins
+    # the stack again, as lguest's guest_pagetable_clear_all() does; a
+    # userspace-only flush (arg1 == 0) does not.
+    if args[1]:
+        pin_stack_pages(cpu)
 
 
 def _ignore(cpu: VCpu, args: tuple) -> None:
@@ -168,7 +170,6 @@ HYPERCALLS: dict[int, Hypercall] = {
     LHCALL_TS: _ts,
     LHCALL_SET_CLOCKEVENT: lambda cpu, a: guest_set_clockevent(cpu, a[1]),
     LHCALL_HALT: _halt,
-    LHCALL_SET_PMD: _ignore,
     LHCALL_SET_PTE: _ignore,
     LHCALL_SET_PGD: _ignore,
     LHCALL_LOAD_TLS: _ignore,
@@ -225,15 +226,18 @@ def do_hypercalls(cpu: VCpu) -> None:
     Before LGUEST_INIT it must be LGUEST_INIT; after it, the async ring is
     run first, then the direct call unless a notification is pending."""
     args = (cpu.eax, cpu.ebx, cpu.ecx, cpu.edx, cpu.esi)
-    cpu.hcall = False
     if cpu.guest.lguest_data is None:
+        cpu.hcall = False
         if args[0] != LHCALL_LGUEST_INIT:
             cpu.guest.kill_guest(f"hypercall {_signed(args[0])} before INIT")
             return
         _lguest_init(cpu, args)
         return
     do_async_hcalls(cpu)
+    # A NOTIFY in the ring stops here: the trapped call stays pending and
+    # runs once the VMM has served the notification (step() loops).
     if not cpu.__dict__.get("pending_notify"):
+        cpu.hcall = False
         do_hcall(cpu, args)
 
 
@@ -245,9 +249,11 @@ def _emulate_insn(cpu: VCpu) -> bool:
     # the instruction, an OUT is dropped and an IN reads ones -- lguest's
     # ones: all of eax for the 16/32-bit forms (opcode bit 0 set), else
     # 0xFFFF shifted left 16 with an operand-size prefix, 0 without.
+    # lguest translates eip before it looks at the ring: a #GP at an
+    # unmapped userspace eip kills the guest here.
+    pa = cpu.guest_pa(cpu.eip)
     if (cpu.cs & 3) != GUEST_PL:
         return False
-    pa = cpu.guest_pa(cpu.eip)
     insn = _lgread_bytes(cpu, pa, 1)[0]
     insnlen = shift = 0
     if insn == 0x66:
@@ -361,13 +367,19 @@ def step(cpu: VCpu, host_idt=None, defaults=None,
     is raised, then call again) or DEAD (``cpu.guest.dead`` says why), as a
     ``Step`` whose ``irq`` is the IRQ delivered on the way, if any."""
     lg = cpu.guest
-    if cpu.__dict__.get("hcall"):
-        do_hypercalls(cpu)
-    notify = cpu.__dict__.get("pending_notify")
-    if notify:
+    while True:
+        if cpu.__dict__.get("hcall"):
+            do_hypercalls(cpu)
+        notify = cpu.__dict__.get("pending_notify")
+        if not notify:
+            break
+        # lguest returned to the Launcher here and ran the rest of the
+        # hypercalls on its next read(): serve it, then go on with them.
         cpu.pending_notify = 0
         if on_notify is not None:
             on_notify(cpu, notify)
+        if lg.dead is not None or not cpu.__dict__.get("hcall"):
+            break
     if lg.dead is not None:
         return Step(DEAD)
     irq = cpu.deliver_pending()

@@ -985,28 +985,51 @@ cdef class VCpu:
         self._open()
         lg_pin_page(&self.c, _u32(vaddr, "vaddr"))
 
-    def _set_stack(self, ss1, esp1, pages):
-        """SET_STACK's stores in one crossing (lgcore.stacks decides)."""
+    # H:260
+    # A trap that goes straight into the guest makes the CPU push its frame
+    # on the ring-1 stack without the host looking, so every page of that
+    # stack must be pinned (present and writable), and SET_STACK records a
+    # new stack on every guest context switch.  Both are compiled methods
+    # for speed; lgcore.stacks is their documented home, with the vCPU
+    # first.  Once the guest is dead the pinning stops: the seed goes on
+    # calling pin_page, but a pin can do nothing more than kill and the first
+    # reason already stuck (a page count of 2**32-1 would loop for minutes).
+    def pin_stack_pages(self):
+        """Pin every page of the guest kernel stack: the pages holding
+        esp1-1, esp1-1-4096, ... (``guest.pin_page_hook(cpu, vaddr)`` when
+        set, else the default pin: present and writable, or kill)."""
         self._open()
-        cdef uint32_t seg = _u32(ss1, "ss1"), esp = _u32(esp1, "esp1"), n = _u32(pages, "pages")
-        self.c.ss1 = seg & 0xFFFF
-        self.c.esp1 = esp
-        self.c.lg.stack_pages = n
+        cdef uint32_t i, n = self.c.lg.stack_pages
+        hook = self.guest.pin_page_hook
+        if hook is None:
+            with nogil:
+                for i in range(n):
+                    if self.c.lg.dead:
+                        break
+                    lg_pin_page(&self.c, self.c.esp1 - 1u - (i << LG_PAGE_SHIFT))
+            return
+        for i in range(n):
+            if self.c.lg.dead:
+                break
+            hook(self, self.c.esp1 - 1u - (i << LG_PAGE_SHIFT))
 
-    def _pin_stack_default(self):
-        """The default pin of every page of the ring-1 stack (H:260).  Once
-        the guest is dead the rest is skipped: the seed goes on calling
-        pin_page, but a pin can do nothing more than kill, and the first
-        reason already stuck (a page count of 2**32-1 would otherwise loop
-        for minutes)."""
+    def guest_set_stack(self, seg, esp, pages):
+        """The SET_STACK hypercall: record and pin the guest's kernel stack.
+        The segment must be a ring-1 one and there may be one or two pages;
+        a bad request kills, yet what it asked for is stored all the same,
+        as lguest does (ss1 keeps 16 bits).  Arguments are register values,
+        taken modulo 2**32."""
         self._open()
-        cdef uint32_t i
-        cdef uint32_t n = self.c.lg.stack_pages
-        with nogil:
-            for i in range(n):
-                if self.c.lg.dead:
-                    break
-                lg_pin_page(&self.c, self.c.esp1 - 1u - (i << LG_PAGE_SHIFT))
+        cdef uint32_t s = _mask32(seg), e = _mask32(esp), p = _mask32(pages)
+        if (s & 3) != LG_GUEST_PL:
+            lg_kill(self.c.lg, LG_KILL_BAD_STACK_SEGMENT, s, 0, 0)
+        if p > 2:
+            lg_kill(self.c.lg, LG_KILL_BAD_STACK_PAGES, p, 0, 0)
+        self.c.ss1 = s & 0xFFFF
+        self.c.esp1 = e
+        self.c.lg.stack_pages = p
+        self.pin_stack_pages()
+    # :*
 
     def write_timestamp(self):
         """Copy the guest clock's time into lguest_data.time."""
