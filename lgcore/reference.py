@@ -111,7 +111,7 @@ def reference_source() -> Path | None:
 def cache_dir() -> Path:
     env = os.environ.get(ENV_CACHE)
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser().resolve()
     if (repo_root() / "setup.py").is_file():
         return repo_root() / "build" / "reference"
     # installed: never write into site-packages
@@ -243,6 +243,10 @@ def _build_key(source: Path) -> str:
     add("cdef", _cdef().encode())
     add("preamble", _PREAMBLE.encode())
     add("cflags", " ".join(CFLAGS).encode())
+    # the compiler environment the build honours: a sanitizer or coverage
+    # build must not be reused as the plain one
+    for var in ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS"):
+        add("env " + var, os.environ.get(var, "").encode())
     add("python", (sysconfig.get_config_var("EXT_SUFFIX") or "").encode())
     add("builder", Path(__file__).read_bytes())
     try:
