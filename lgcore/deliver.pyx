@@ -5,12 +5,12 @@ interrupt frame built on the guest's stack in guest RAM.  Typed Cython over
 raw pointers taken once when the RAM was attached; every function is
 ``noexcept nogil``, and a misbehaving guest is killed (first reason sticks),
 never raised on."""
-from libc.stdint cimport uint8_t, int32_t, uint32_t, int64_t, uint64_t
+from libc.stdint cimport uint8_t, int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from lgcore.abi cimport *
 from lgcore.guestmem cimport (lg_kill, lg_lgwrite, lg_ld_get, lg_ld_put, lg_access_bound,
                               lg_guest_pa, lg_guest_pa_fast, lg_write_timestamp,
-                              lg_clock_now_ns)
+                              lg_timespec32)
 from lgcore.idt cimport lg_idt_address, lg_idt_type, lg_idt_present
 
 
@@ -177,7 +177,6 @@ cdef int lg_deliver_pending(lg_cpu_t *cpu) noexcept nogil:
     cdef uint32_t blocked, blk, irq_enabled, gstack, virtstack, ss, nbytes, eflags
     cdef uint32_t r_ss, r_esp, r_cs, r_eip, zero = 0
     cdef uint64_t bound
-    cdef int64_t now, sec
     cdef int32_t ts[2]
     cdef unsigned int irq
     cdef bint more, user
@@ -238,10 +237,7 @@ cdef int lg_deliver_pending(lg_cpu_t *cpu) noexcept nogil:
         regs.eflags &= ~(LG_EFLAGS_TF | LG_EFLAGS_NT | LG_EFLAGS_RF | LG_EFLAGS_VM)
     if lg_idt_type(gate.a, gate.b) == LG_GATE_INTERRUPT:
         memcpy(ld + LG_LD_IRQ_ENABLED, &zero, 4)
-    now = lg_clock_now_ns(lg.clock)
-    sec = now // 1000000000
-    ts[0] = <int32_t><uint32_t>sec
-    ts[1] = <int32_t>(now - sec * 1000000000)
+    lg_timespec32(lg.clock, ts)
     memcpy(ld + LG_LD_TIME, ts, 8)
     if not more:
         memcpy(ld + LG_LD_IRQ_PENDING, &zero, 4)

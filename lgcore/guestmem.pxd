@@ -143,14 +143,18 @@ cdef inline int64_t lg_clock_now_ns(const lg_clock_t *clock) noexcept nogil:
 
 # write_timestamp(): the time as an i386 struct timespec (two 32-bit longs)
 # copied into lguest_data.time in one piece.
-cdef inline void lg_write_timestamp(lg_cpu_t *cpu) noexcept nogil:
-    cdef lg_guest_t *lg = cpu.lg
-    cdef int64_t now = lg_clock_now_ns(lg.clock)
+cdef inline void lg_timespec32(const lg_clock_t *clock, int32_t ts[2]) noexcept nogil:
+    cdef int64_t now = lg_clock_now_ns(clock)
     cdef int64_t sec = now // 1000000000
-    cdef int32_t ts[2]
-    cdef uint64_t addr = <uint64_t>lg.lguest_data + LG_LD_TIME
     ts[0] = <int32_t><uint32_t>sec
     ts[1] = <int32_t>(now - sec * 1000000000)
+
+
+cdef inline void lg_write_timestamp(lg_cpu_t *cpu) noexcept nogil:
+    cdef lg_guest_t *lg = cpu.lg
+    cdef int32_t ts[2]
+    cdef uint64_t addr = <uint64_t>lg.lguest_data + LG_LD_TIME
+    lg_timespec32(lg.clock, ts)
     if not lg.has_lguest_data or addr + 8 > lg.mem_len:
         lg_kill(lg, LG_KILL_WRITING_TIMESTAMP, 0, 0, 0)
         return
