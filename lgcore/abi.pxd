@@ -141,6 +141,7 @@ cdef extern from "lgcore/lgcore.h" nogil:
     ctypedef struct lg_clock_t:
         int32_t mode
         int64_t virtual_ns
+        int64_t virtual_ts32
 
     ctypedef struct lg_guest_t:
         uint8_t *mem
@@ -156,6 +157,7 @@ cdef extern from "lgcore/lgcore.h" nogil:
         lg_clock_t *clock
         int32_t dead
         uint32_t dead_args[3]
+        uint64_t pfn_bound
 
     ctypedef struct lg_cpu_t:
         lg_regs_t regs
@@ -172,7 +174,10 @@ cdef extern from "lgcore/lgcore.h" nogil:
     uint32_t lg_atomic_or32(uint32_t *p, uint32_t v)
     uint32_t lg_atomic_andnot32(uint32_t *p, uint32_t v)
     uint32_t lg_atomic_load32(const uint32_t *p)
+    uint32_t lg_atomic_peek32(const uint32_t *p)
     void lg_atomic_store32(uint32_t *p, uint32_t v)
     int64_t lg_atomic_load64(const int64_t *p)
     void lg_atomic_store64(int64_t *p, int64_t v)
+    void lg_clock_set_virtual(lg_clock_t *clock, int64_t ns)
+    void lg_guest_sync(lg_guest_t *lg)
     unsigned int lg_ffs32(uint32_t w)

@@ -1,8 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0-only
 # H:205-H:220 at the C level: virtual interrupts and reflected traps.
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 from lgcore.abi cimport *
-from lgcore.guestmem cimport lg_ld_get
+from lgcore.guestmem cimport lg_ld_get, lg_access_bound, lg_guest_pa_fast, lg_timespec32
+from lgcore.idt cimport lg_idt_address, lg_idt_type, lg_idt_present
+
+# lg_deliver_pending_fast() could not decide: take lg_deliver_pending_general().
+cdef enum:
+    LG_DELIVER_GENERAL = -2
 
 
 # Seven traps push an error code: double fault, invalid TSS, segment not
@@ -15,6 +21,7 @@ cdef void lg_set_guest_interrupt(lg_cpu_t *cpu, uint32_t lo, uint32_t hi,
                                  bint has_err) noexcept nogil
 cdef bint lg_try_deliver_interrupt(lg_cpu_t *cpu, unsigned int irq, bint more) noexcept nogil
 cdef int lg_deliver_pending(lg_cpu_t *cpu) noexcept nogil
+cdef int lg_deliver_pending_general(lg_cpu_t *cpu) noexcept nogil
 cdef bint lg_deliver_trap(lg_cpu_t *cpu, unsigned int num) noexcept nogil
 
 
@@ -33,7 +40,7 @@ cdef inline unsigned int lg_interrupt_pending(lg_cpu_t *cpu, bint *more) noexcep
         return LG_IRQS
     if lg_ld_get(cpu.lg, LG_LD_BLOCKED, &blocked) != 0:
         return LG_IRQS
-    blk = lg_atomic_load32(&cpu.irqs_pending) & ~blocked
+    blk = lg_atomic_peek32(&cpu.irqs_pending) & ~blocked
     irq = lg_ffs32(blk)
     if cpu.lg.fixes & LG_FIX_MORE:
         more[0] = irq < LG_IRQS - 1 and (blk >> (irq + 1)) != 0
@@ -49,3 +56,90 @@ cdef inline unsigned int lg_interrupt_pending(lg_cpu_t *cpu, bint *more) noexcep
 cdef inline void lg_set_interrupt(lg_cpu_t *cpu, unsigned int irq) noexcept nogil:
     if irq < LG_IRQS:
         lg_atomic_or32(&cpu.irqs_pending, 1u << irq)
+
+
+# C:030 Run-loop step 4 in one call, the common case: find the first
+# deliverable IRQ and build its frame in one pass.  Returns the IRQ, -1 when
+# no frame is due, or LG_DELIVER_GENERAL when lg_deliver_pending_general()
+# must decide.  Inline so that a VMM's loop (and VCpu.deliver_pending) pays
+# no call for it.
+#
+# When lguest_data lies wholly in RAM every get_user/put_user on it
+# succeeds, so its fields are read and written directly.  When, besides,
+# the vCPU is not halted, its virtual interrupts are on, the gate is
+# present and the whole frame passes the address check, every test of the
+# general path has an outcome known before anything is written; the same
+# writes are then made in the same order (the pending bit, the frame, the
+# registers, irq_enabled for an interrupt gate, the timestamp,
+# irq_pending).  Anything else returns LG_DELIVER_GENERAL with nothing
+# written, so the general path starts from scratch.  A closed guest has no
+# RAM (mem_len 0), so it always goes the general way.
+cdef inline int lg_deliver_pending_fast(lg_cpu_t *cpu) noexcept nogil:
+    cdef lg_guest_t *lg = cpu.lg
+    cdef uint8_t *ld
+    cdef uint8_t *top
+    cdef lg_desc_t *gate
+    cdef uint32_t blk, word, gstack, virtstack, ss, eflags, zero = 0
+    cdef uint64_t bound, ts
+    cdef unsigned int irq
+    cdef bint user
+    if not lg.has_lguest_data or <uint64_t>lg.lguest_data + LG_LD_SIZE > lg.mem_len:
+        return LG_DELIVER_GENERAL
+    ld = lg.mem + lg.lguest_data
+    memcpy(&word, ld + LG_LD_BLOCKED, 4)
+    blk = lg_atomic_peek32(&cpu.irqs_pending) & ~word
+    if blk == 0:
+        return -1
+    irq = lg_ffs32(blk)
+    if cpu.regs.eip >= lg.noirq_start and cpu.regs.eip < lg.noirq_end:
+        return -1
+    memcpy(&word, ld + LG_LD_IRQ_ENABLED, 4)
+    gate = &cpu.idt[LG_FIRST_EXTERNAL_VECTOR + irq]
+    if cpu.halted or word == 0 or not lg_idt_present(gate.a, gate.b):
+        return LG_DELIVER_GENERAL
+    bound = lg_access_bound(lg)
+    user = (cpu.regs.ss & 3) != LG_GUEST_PL
+    if user:
+        virtstack = cpu.esp1
+        if not (lg_guest_pa_fast(cpu, virtstack, bound, &gstack) and gstack >= 20
+                and <uint64_t>gstack < bound):
+            return LG_DELIVER_GENERAL
+    else:
+        virtstack = cpu.regs.esp
+        if not (lg_guest_pa_fast(cpu, virtstack, bound, &gstack) and gstack >= 12
+                and <uint64_t>gstack < bound):
+            return LG_DELIVER_GENERAL
+
+    # Every outcome is known: write.  The registers are read after the
+    # atomic, which no load crosses, so they are not held across the walk.
+    lg_atomic_andnot32(&cpu.irqs_pending, 1u << irq)
+    top = lg.mem + gstack
+    if user:
+        memcpy(top - 4, &cpu.regs.ss, 4)
+        memcpy(top - 8, &cpu.regs.esp, 4)
+        top -= 8
+        memcpy(&word, ld + LG_LD_IRQ_ENABLED, 4)    # the pushes may have hit it
+        ss = cpu.ss1
+        cpu.regs.esp = virtstack - 20
+    else:
+        ss = cpu.regs.ss
+        cpu.regs.esp = virtstack - 12
+    eflags = cpu.regs.eflags
+    if not (word & LG_EFLAGS_IF):
+        eflags &= ~LG_EFLAGS_IF
+    memcpy(top - 4, &eflags, 4)
+    memcpy(top - 8, &cpu.regs.cs, 4)
+    memcpy(top - 12, &cpu.regs.eip, 4)
+    cpu.regs.ss = ss
+    cpu.regs.cs = LG_GUEST_CS
+    cpu.regs.eip = lg_idt_address(gate.a, gate.b)
+    if lg.fixes & LG_FIX_EFLAGS:
+        cpu.regs.eflags &= ~(LG_EFLAGS_TF | LG_EFLAGS_NT | LG_EFLAGS_RF | LG_EFLAGS_VM)
+    if lg_idt_type(gate.a, gate.b) == LG_GATE_INTERRUPT:
+        memcpy(ld + LG_LD_IRQ_ENABLED, &zero, 4)
+    ts = lg_timespec32(lg.clock)
+    memcpy(ld + LG_LD_TIME, &ts, 8)
+    # `more` (see lg_interrupt_pending) is always true in the seed.
+    if (lg.fixes & LG_FIX_MORE) and (irq == LG_IRQS - 1 or (blk >> (irq + 1)) == 0):
+        memcpy(ld + LG_LD_IRQ_PENDING, &zero, 4)
+    return <int>irq

@@ -5,12 +5,11 @@ interrupt frame built on the guest's stack in guest RAM.  Typed Cython over
 raw pointers taken once when the RAM was attached; every function is
 ``noexcept nogil``, and a misbehaving guest is killed (first reason sticks),
 never raised on."""
-from libc.stdint cimport uint8_t, int32_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from lgcore.abi cimport *
 from lgcore.guestmem cimport (lg_kill, lg_lgwrite, lg_ld_get, lg_ld_put, lg_access_bound,
-                              lg_guest_pa, lg_guest_pa_fast, lg_write_timestamp,
-                              lg_timespec32)
+                              lg_guest_pa, lg_guest_pa_fast, lg_write_timestamp)
 from lgcore.idt cimport lg_idt_address, lg_idt_type, lg_idt_present
 
 
@@ -156,96 +155,18 @@ cdef bint lg_try_deliver_interrupt(lg_cpu_t *cpu, unsigned int irq, bint more) n
 # :*
 
 
-# C:030 One run-loop step 4 in one call: find the first deliverable IRQ and
-# try it.  Returns the IRQ whose frame was built, or -1.
-#
-# The common step goes in one pass.  When lguest_data lies wholly in RAM,
-# every get_user/put_user on it succeeds, so its fields are read and
-# written directly; when, besides, the vCPU is not halted, its virtual
-# interrupts are on, the gate is present and the frame takes the fast path
-# above, each test of the general path has an outcome known before anything
-# is written.  Then the same writes are made in the same order (the pending
-# bit, the frame, the registers, irq_enabled for an interrupt gate, the
-# timestamp, irq_pending).  Anything else goes the general way, from the
-# start: nothing has been written by then.
+# C:030 One run-loop step 4 in one call.  The common step is
+# lg_deliver_pending_fast(), inline in deliver.pxd; this is the rest.
 cdef int lg_deliver_pending(lg_cpu_t *cpu) noexcept nogil:
-    cdef lg_guest_t *lg = cpu.lg
-    cdef lg_regs_t *regs = &cpu.regs
-    cdef uint8_t *ld
-    cdef uint8_t *top
-    cdef lg_desc_t *gate
-    cdef uint32_t blocked, blk, irq_enabled, gstack, virtstack, ss, nbytes, eflags
-    cdef uint32_t r_ss, r_esp, r_cs, r_eip, zero = 0
-    cdef uint64_t bound
-    cdef int32_t ts[2]
-    cdef unsigned int irq
-    cdef bint more, user
-    if not lg.has_lguest_data or <uint64_t>lg.lguest_data + LG_LD_SIZE > lg.mem_len:
-        return _deliver_pending(cpu)
-    ld = lg.mem + lg.lguest_data
-    memcpy(&blocked, ld + LG_LD_BLOCKED, 4)
-    blk = lg_atomic_load32(&cpu.irqs_pending) & ~blocked
-    if blk == 0:
-        return -1
-    irq = lg_ffs32(blk)
-    if lg.fixes & LG_FIX_MORE:
-        more = irq < LG_IRQS - 1 and (blk >> (irq + 1)) != 0
-    else:
-        more = True
-    r_eip = regs.eip
-    if r_eip >= lg.noirq_start and r_eip < lg.noirq_end:
-        return -1
-    memcpy(&irq_enabled, ld + LG_LD_IRQ_ENABLED, 4)
-    gate = &cpu.idt[LG_FIRST_EXTERNAL_VECTOR + irq]
-    if cpu.halted or irq_enabled == 0 or not lg_idt_present(gate.a, gate.b):
-        return -1 if not _try_deliver_interrupt(cpu, irq, more) else <int>irq
-    r_ss = regs.ss
-    r_esp = regs.esp
-    r_cs = regs.cs
-    user = (r_ss & 3) != LG_GUEST_PL
-    if user:
-        virtstack = cpu.esp1
-        ss = cpu.ss1
-        nbytes = 20
-    else:
-        virtstack = r_esp
-        ss = r_ss
-        nbytes = 12
-    bound = lg_access_bound(lg)
-    if not (lg_guest_pa_fast(cpu, virtstack, bound, &gstack) and gstack >= nbytes
-            and <uint64_t>gstack < bound):
-        return -1 if not _try_deliver_interrupt(cpu, irq, more) else <int>irq
-
-    lg_atomic_andnot32(&cpu.irqs_pending, 1u << irq)
-    eflags = regs.eflags
-    top = lg.mem + gstack
-    if user:
-        memcpy(top - 4, &r_ss, 4)
-        memcpy(top - 8, &r_esp, 4)
-        top -= 8
-        memcpy(&irq_enabled, ld + LG_LD_IRQ_ENABLED, 4)    # the pushes may have hit it
-    if not (irq_enabled & LG_EFLAGS_IF):
-        eflags &= ~LG_EFLAGS_IF
-    memcpy(top - 4, &eflags, 4)
-    memcpy(top - 8, &r_cs, 4)
-    memcpy(top - 12, &r_eip, 4)
-    regs.esp = virtstack - nbytes
-    regs.ss = ss
-    regs.cs = LG_GUEST_CS
-    regs.eip = lg_idt_address(gate.a, gate.b)
-    if lg.fixes & LG_FIX_EFLAGS:
-        regs.eflags &= ~(LG_EFLAGS_TF | LG_EFLAGS_NT | LG_EFLAGS_RF | LG_EFLAGS_VM)
-    if lg_idt_type(gate.a, gate.b) == LG_GATE_INTERRUPT:
-        memcpy(ld + LG_LD_IRQ_ENABLED, &zero, 4)
-    lg_timespec32(lg.clock, ts)
-    memcpy(ld + LG_LD_TIME, ts, 8)
-    if not more:
-        memcpy(ld + LG_LD_IRQ_PENDING, &zero, 4)
-    return <int>irq
+    cdef int irq = lg_deliver_pending_fast(cpu)
+    if irq == LG_DELIVER_GENERAL:
+        return lg_deliver_pending_general(cpu)
+    return irq
 
 
-# The general path of lg_deliver_pending.
-cdef int _deliver_pending(lg_cpu_t *cpu) noexcept nogil:
+# The general path, from the start (the fast path wrote nothing): find the
+# first unblocked pending IRQ and try it.
+cdef int lg_deliver_pending_general(lg_cpu_t *cpu) noexcept nogil:
     cdef bint more
     cdef unsigned int irq = lg_interrupt_pending(cpu, &more)
     if irq >= LG_IRQS:

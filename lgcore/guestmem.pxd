@@ -48,19 +48,14 @@ cdef inline bint lg_address_ok(const lg_guest_t *lg, uint32_t addr,
 
 # C:110 The same check as one bound, for paths that make several accesses:
 # for an access of length bytes at addr, lg_address_ok() holds exactly when
-# addr + length < lg_access_bound(lg) (64-bit sum).  The bound is the least
-# of: one past the RAM (mem_len + 1); the first byte of page pfn_limit (the
-# seed: the page of the first byte past the access must lie under the limit)
-# or one past it (hardened: the access may end at the limit); and 2**32 (an
-# access may not wrap 32 bits).
+# addr + length < lg_access_bound(lg) (64-bit sum).  The bound is the lesser
+# of one past the RAM (mem_len + 1) and pfn_bound, which lg_guest_sync()
+# derives from pfn_limit and the profile (the page rule, and 2**32: an access
+# may not wrap 32 bits).
 cdef inline uint64_t lg_access_bound(const lg_guest_t *lg) noexcept nogil:
-    cdef uint64_t bound = <uint64_t>lg.pfn_limit << LG_PAGE_SHIFT
-    if lg.fixes & LG_FIX_ADDRESS_CHECK:
-        bound += 1
+    cdef uint64_t bound = lg.pfn_bound
     if bound > lg.mem_len + 1:
         bound = lg.mem_len + 1
-    if bound > 0x100000000u:
-        bound = 0x100000000u
     return bound
 
 
@@ -141,24 +136,26 @@ cdef inline int64_t lg_clock_now_ns(const lg_clock_t *clock) noexcept nogil:
     return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
-# write_timestamp(): the time as an i386 struct timespec (two 32-bit longs)
-# copied into lguest_data.time in one piece.
-cdef inline void lg_timespec32(const lg_clock_t *clock, int32_t ts[2]) noexcept nogil:
-    cdef int64_t now = lg_clock_now_ns(clock)
-    cdef int64_t sec = now // 1000000000
-    ts[0] = <int32_t><uint32_t>sec
-    ts[1] = <int32_t>(now - sec * 1000000000)
+# write_timestamp(): the time as an i386 struct timespec (two 32-bit longs,
+# the seconds first), as the 8 bytes copied into lguest_data.time in one
+# piece.  A virtual clock keeps that image beside its ns value.
+cdef inline uint64_t lg_timespec32(const lg_clock_t *clock) noexcept nogil:
+    cdef int64_t now, sec
+    if clock != NULL and clock.mode == LG_CLOCK_VIRTUAL:
+        return <uint64_t>lg_atomic_load64(&clock.virtual_ts32)
+    now = lg_clock_now_ns(clock)
+    sec = now // 1000000000
+    return (<uint64_t><uint32_t>(now - sec * 1000000000) << 32) | <uint32_t>sec
 
 
 cdef inline void lg_write_timestamp(lg_cpu_t *cpu) noexcept nogil:
     cdef lg_guest_t *lg = cpu.lg
-    cdef int32_t ts[2]
+    cdef uint64_t ts = lg_timespec32(lg.clock)
     cdef uint64_t addr = <uint64_t>lg.lguest_data + LG_LD_TIME
-    lg_timespec32(lg.clock, ts)
     if not lg.has_lguest_data or addr + 8 > lg.mem_len:
         lg_kill(lg, LG_KILL_WRITING_TIMESTAMP, 0, 0, 0)
         return
-    memcpy(lg.mem + addr, ts, 8)
+    memcpy(lg.mem + addr, &ts, 8)
 
 
 # guest_pa(): the guest's 2-level (non-PAE) page tables, read with lgread

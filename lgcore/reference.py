@@ -155,6 +155,7 @@ typedef struct { uint32_t a, b; } lg_desc_t;
 typedef struct {
     int32_t mode;
     int64_t virtual_ns;
+    int64_t virtual_ts32;
     ...;
 } lg_clock_t;
 typedef struct {

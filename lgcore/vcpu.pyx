@@ -15,6 +15,7 @@ cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t, uint64_t
 from libc.string cimport memset, memcpy
 from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.ref cimport PyObject
 from cpython.buffer cimport PyBuffer_Release, PyBUF_WRITABLE, PyBUF_FORMAT, PyBUF_C_CONTIGUOUS
 from cpython.exc cimport PyErr_Clear
 from libc.stdint cimport uintptr_t
@@ -32,7 +33,9 @@ from lgcore.idt cimport (lg_idt_address, lg_idt_type, lg_idt_present,
                          lg_copy_traps)
 from lgcore.deliver cimport (lg_has_err, lg_push_guest_stack, lg_set_guest_interrupt,
                              lg_interrupt_pending, lg_try_deliver_interrupt,
-                             lg_set_interrupt, lg_deliver_pending, lg_deliver_trap)
+                             lg_set_interrupt, lg_deliver_trap,
+                             lg_deliver_pending_fast, lg_deliver_pending_general,
+                             LG_DELIVER_GENERAL)
 
 PROFILES = {"seed": LG_PROFILE_SEED, "hardened": LG_PROFILE_HARDENED}
 FIXES = {
@@ -43,6 +46,10 @@ FIXES = {
 }
 _MAX_RAM = 1 << 32
 cdef tuple _IRQ_INTS = tuple(range(LG_IRQS))
+cdef PyObject *_IRQ_OBJS[LG_IRQS]
+for _i in range(LG_IRQS):
+    _IRQ_OBJS[_i] = <PyObject *>_IRQ_INTS[_i]
+del _i
 cdef tuple _PENDING_PAIRS = tuple((irq, more) for irq in range(LG_IRQS + 1) for more in (False, True))
 
 
@@ -306,6 +313,17 @@ cdef object _raw_view(object owner, void *ptr, Py_ssize_t size):
     return memoryview(v)
 
 
+# VCpu.deliver_pending's general path, out of line so that the inline fast
+# path keeps its registers to itself.
+cdef object _deliver_pending_general(VCpu cpu):
+    if cpu.c.lg.mem == NULL:
+        raise GuestClosed("the guest is closed; its RAM was released")
+    cdef int irq = lg_deliver_pending_general(&cpu.c)
+    if irq < 0:
+        return None
+    return <object>_IRQ_OBJS[irq]
+
+
 # ---- clocks ----
 
 cdef class Clock:
@@ -352,7 +370,7 @@ cdef class VirtualClock(Clock):
             raise TypeError(f"ns must be an int, not {type(ns).__name__}")
         if ns < 0 or ns >= (1 << 63):
             raise ValueError(f"ns={ns!r} is out of range (0..2**63-1)")
-        lg_atomic_store64(&self.c.virtual_ns, <int64_t>ns)
+        lg_clock_set_virtual(&self.c, <int64_t>ns)
         for callback in list(self._listeners):
             callback(ns)
 
@@ -403,6 +421,7 @@ cdef class Guest:
         self.c.mem = &raw[0]
         self.c.mem_len = <uint64_t>n
         self.c.pfn_limit = <uint32_t>(n >> LG_PAGE_SHIFT)
+        lg_guest_sync(&self.c)
 
     def __init__(self, ram, *, profile="seed", syscall_vector=LG_SYSCALL_VECTOR,
                  clock=None, pfn_limit=None):
@@ -486,6 +505,7 @@ cdef class Guest:
     @pfn_limit.setter
     def pfn_limit(self, value):
         self.c.pfn_limit = _u32(value, "pfn_limit")
+        lg_guest_sync(&self.c)
 
     @property
     def lguest_data(self):
@@ -544,6 +564,7 @@ cdef class Guest:
         if v & ~LG_PROFILE_HARDENED:
             raise ValueError(f"fixes={value!r} has unknown bits (known: {LG_PROFILE_HARDENED:#x})")
         self.c.fixes = v
+        lg_guest_sync(&self.c)
 
     @property
     def profile(self):
@@ -558,6 +579,7 @@ cdef class Guest:
         if name not in PROFILES:
             raise ValueError(f"profile={name!r} is not one of {sorted(PROFILES)}")
         self.c.fixes = PROFILES[name]
+        lg_guest_sync(&self.c)
 
     # -- kill_guest --
 
@@ -922,13 +944,15 @@ cdef class VCpu:
     def deliver_pending(self):
         """Run-loop step 4 in one call: deliver the first deliverable pending
         IRQ; returns its number, or None when no frame was built."""
-        if self.c.lg.mem == NULL:
-            raise GuestClosed("the guest is closed; its RAM was released")
-        cdef int irq = lg_deliver_pending(&self.c)
-        if irq < 0:
-            return None
-        # C:090 the IRQ's int object from a table: no PyLong_FromLong.
-        return <object>PyTuple_GET_ITEM(_IRQ_INTS, irq)
+        # The common step inline; a closed guest always falls to the general
+        # path (it has no RAM), which is where the check costs nothing.
+        cdef int irq = lg_deliver_pending_fast(&self.c)
+        if irq >= 0:
+            # C:090 the IRQ's int object from a table: no PyLong_FromLong.
+            return <object>_IRQ_OBJS[irq]
+        if irq == LG_DELIVER_GENERAL:
+            return _deliver_pending_general(self)
+        return None
 
     def deliver_trap(self, num):
         """H:220: reflect trap ``num``; False if it cannot be delivered."""

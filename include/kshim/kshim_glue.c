@@ -234,6 +234,7 @@ void kshim_state_out(kshim_ref_t *r, lg_guest_t *g, lg_cpu_t *c)
 		g->stack_pages = lg->stack_pages;
 		g->syscall_vector = *kshim_param_syscall_vector();
 		g->fixes = r->fixes;
+		lg_guest_sync(g);
 		if (lg->dead) {
 			g->dead = parse_kill(lg->dead_reason, g->dead_args);
 		} else {

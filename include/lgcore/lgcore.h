@@ -174,6 +174,9 @@ typedef struct lg_clock {
     int32_t mode;
     int32_t reserved;
     int64_t virtual_ns;   /* the virtual clock's now, in ns since the epoch */
+    int64_t virtual_ts32; /* the same instant as lguest_data.time holds it:
+                           * the i386 timespec {sec, nsec}, sec in the low
+                           * word; kept by lg_clock_set_virtual() */
 } lg_clock_t;
 
 /* Per guest: struct lguest's fields the engine uses. */
@@ -191,6 +194,7 @@ typedef struct lg_guest {
     lg_clock_t *clock;        /* never NULL once attached */
     int32_t  dead;            /* enum lg_kill, first reason */
     uint32_t dead_args[3];
+    uint64_t pfn_bound;       /* derived by lg_guest_sync(): see there */
 } lg_guest_t;
 
 /* Per vCPU: struct lg_cpu's fields the engine uses. */
@@ -224,6 +228,13 @@ static inline uint32_t lg_atomic_load32(const uint32_t *p)
     return __atomic_load_n(p, __ATOMIC_SEQ_CST);
 }
 
+/* The owner's read of its own pending word: only the owner clears bits, so
+ * a bit it sees stays set until it clears it; no ordering is needed. */
+static inline uint32_t lg_atomic_peek32(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
 static inline void lg_atomic_store32(uint32_t *p, uint32_t v)
 {
     __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
@@ -237,6 +248,34 @@ static inline int64_t lg_atomic_load64(const int64_t *p)
 static inline void lg_atomic_store64(int64_t *p, int64_t v)
 {
     __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+}
+
+/* Move a virtual clock to ns (>= 0).  The timespec image is stored first,
+ * then the ns; a reader of either sees a whole value.  Set a virtual clock
+ * only through this: write_timestamp() copies virtual_ts32 as it is. */
+static inline void lg_clock_set_virtual(lg_clock_t *clock, int64_t ns)
+{
+    int64_t sec = ns / 1000000000;
+    uint32_t nsec = (uint32_t)(ns - sec * 1000000000);
+    lg_atomic_store64(&clock->virtual_ts32,
+                      (int64_t)(((uint64_t)nsec << 32) | (uint32_t)sec));
+    lg_atomic_store64(&clock->virtual_ns, ns);
+}
+
+/* Recompute what lg_guest_t derives from pfn_limit and fixes: pfn_bound, the
+ * address check's page rule as one bound (an access [addr, addr + len) may
+ * pass only if addr + len < pfn_bound; the seed wants the page of the first
+ * byte past it under pfn_limit, the hardened profile lets it end at the
+ * limit), at most 2**32.  The delivery fast paths read pfn_bound; call this
+ * after writing pfn_limit or fixes.  A zeroed pfn_bound is always safe: the
+ * fast paths then step aside for the general ones. */
+static inline void lg_guest_sync(lg_guest_t *lg)
+{
+    uint64_t bound = (uint64_t)lg->pfn_limit << LG_PAGE_SHIFT;
+
+    if (lg->fixes & LG_FIX_ADDRESS_CHECK)
+        bound += 1;
+    lg->pfn_bound = bound < 0x100000000ull ? bound : 0x100000000ull;
 }
 
 /* Lowest set bit of a word, or 32 when there is none. */

@@ -242,3 +242,69 @@ def test_deliver_pending_builds_no_frame(setup):
     assert cpu.deliver_pending() is None
     assert bytes(cpu.regs) == regs
     assert g.dead is None
+
+
+# The fast path reads pfn_bound, which the Guest derives from pfn_limit and
+# the profile whenever either is set: changed on a live guest, the fused
+# step must still agree with the two-step path, byte for byte, where the
+# page rule decides (the frame's top exactly at the limit: the seed kills,
+# the hardened profile delivers).
+@pytest.mark.parametrize("changes", [
+    (("profile", "hardened"),),
+    (("profile", "hardened"), ("profile", "seed")),
+    (("pfn_limit", 4),),
+    (("pfn_limit", 4), ("pfn_limit", 16)),
+    (("fixes", lgcore.FIXES["address_check"]),),
+    (("profile", "hardened"), ("pfn_limit", 4), ("fixes", 0)),
+])
+def test_deliver_pending_follows_limit_changes(changes):
+    def run(fused):
+        g, cpu = _guest(pfn_limit=5)
+        cpu.esp = 5 * 4096           # the frame ends at the first byte of pfn 5
+        cpu.irqs_pending = 1 << 3
+        for name, value in changes:
+            setattr(g, name, value)
+        # lguest's rule on the final limit: the seed wants pfn 5 under it,
+        # the later check lets the frame end at it.
+        if g.fixes & lgcore.FIXES["address_check"]:
+            fits = 5 <= g.pfn_limit
+        else:
+            fits = 5 < g.pfn_limit
+        if fused:
+            cpu.deliver_pending()
+        else:
+            irq, more = cpu.interrupt_pending()
+            cpu.try_deliver_interrupt(irq, more)
+        assert (g.dead is None) == fits, (fused, g.pfn_limit, g.fixes, g.dead)
+        return bytes(g.ram), bytes(cpu.regs), cpu.irqs_pending, g.dead
+    assert run(True) == run(False)
+
+
+def test_deliver_pending_limit_rule_both_ways():
+    # The case above has teeth: at the limit the profiles disagree.
+    outcomes = {}
+    for profile in ("seed", "hardened"):
+        g, cpu = _guest(pfn_limit=5, profile=profile)
+        cpu.esp = 5 * 4096
+        cpu.irqs_pending = 1
+        outcomes[profile] = (cpu.deliver_pending(), g.dead)
+    assert outcomes["hardened"] == (0, None)
+    assert outcomes["seed"][1] is not None
+
+
+@pytest.mark.parametrize("ns", [0, 999_999_999, 1_000_000_000, T0, (1 << 32) * 10**9 + 5,
+                                (1 << 63) - 1])
+def test_virtual_clock_stamp_is_the_i386_timespec(ns):
+    # The virtual clock keeps lguest_data.time's image beside its ns value;
+    # both the fused and the general path write that image.
+    sec, nsec = divmod(ns, 10**9)
+    want = words(sec & 0xFFFFFFFF, nsec)
+    for fused in (True, False):
+        g, cpu = _guest()
+        g.clock.set_ns(ns)
+        cpu.irqs_pending = 1
+        if fused:
+            assert cpu.deliver_pending() == 0
+        else:
+            cpu.try_deliver_interrupt(0, True)
+        assert _time(g) == want, fused
