@@ -49,30 +49,30 @@ MUTATIONS = {m.name: m for m in (
         "        if has_err:\n",
         "H:210 pushes eip before cs: the frame an iret pops is wrong"),
     Mutation(
-        "fused-push-order", "lgcore/deliver.pyx",
-        "    memcpy(top - 8, &r_cs, 4)\n"
-        "    memcpy(top - 12, &r_eip, 4)\n"
-        "    regs.esp = virtstack - nbytes\n",
-        "    memcpy(top - 8, &r_eip, 4)\n"
-        "    memcpy(top - 12, &r_cs, 4)\n"
-        "    regs.esp = virtstack - nbytes\n",
+        "fused-push-order", "lgcore/deliver.pxd",
+        "    memcpy(top - 8, &cpu.regs.cs, 4)\n"
+        "    memcpy(top - 12, &cpu.regs.eip, 4)\n",
+        "    memcpy(top - 8, &cpu.regs.eip, 4)\n"
+        "    memcpy(top - 12, &cpu.regs.cs, 4)\n",
         "the fused deliver-pending path pushes eip before cs",
-        sequences=5000),
+        rebuild=("deliver", "vcpu"), sequences=5000),
     Mutation(
-        "more-cleared", "lgcore/deliver.pyx",
+        "more-cleared", "lgcore/deliver.pxd",
         "        more[0] = True\n",
         "        more[0] = False\n",
-        "H:205 treats `more` as 'another IRQ waits' in the seed profile"),
+        "H:205 treats `more` as 'another IRQ waits' in the seed profile",
+        rebuild=("deliver", "vcpu")),
     Mutation(
         "direct-invalid-opcode", "lgcore/idt.pyx",
         "    return (num != 14 and num != 13 and num != 7 and num != 6\n",
         "    return (num != 14 and num != 13 and num != 7\n",
         "H:250 lets invalid-opcode traps go straight to the guest"),
     Mutation(
-        "gate-keeps-s-bit", "lgcore/idt.pyx",
+        "gate-keeps-s-bit", "lgcore/idt.pxd",
         "    trap.b = hi & LG_GATE_KEEP_MASK\n",
         "    trap.b = hi & 0xFFFFFF00u\n",
-        "H:235 keeps the S bit of the guest's gate"),
+        "H:235 keeps the S bit of the guest's gate",
+        rebuild=("idt", "deliver", "vcpu")),
     Mutation(
         "address-check-later-rule", "lgcore/guestmem.pxd",
         "    return (end >> LG_PAGE_SHIFT) < lg.pfn_limit\n",

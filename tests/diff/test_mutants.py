@@ -26,7 +26,7 @@ from lgcore import syscalls as lgsyscalls
 
 from .harness import expected_mismatch
 from .mutant_driver import find_mismatch
-from .mutants import DEFAULT_MUTATIONS, MUTATIONS, build_mutant, run_driver
+from .mutants import DEFAULT_MUTATIONS, MUTATIONS, REPO, build_mutant, run_driver
 from .runner import sequence_test
 
 ENV_MUTANTS = "LGCORE_DIFF_MUTANTS"
@@ -44,6 +44,15 @@ def _selected() -> tuple[str, ...]:
             raise ValueError(f"{ENV_MUTANTS}: unknown mutation(s) {unknown}; known: {sorted(MUTATIONS)}")
         return names
     return DEFAULT_MUTATIONS
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_every_mutation_still_applies(name):
+    # The text a mutation replaces must still be in the source, once, so a
+    # mutant left out of the default run cannot go stale unnoticed.
+    m = MUTATIONS[name]
+    assert (REPO / m.path).read_text().count(m.old) == 1, (
+        f"mutation {name!r}: its text is no longer in {m.path} exactly once")
 
 
 def test_unmutated_copy_is_clean(reference, tmp_path):
