@@ -313,8 +313,8 @@ cdef object _raw_view(object owner, void *ptr, Py_ssize_t size):
     return memoryview(v)
 
 
-# VCpu.deliver_pending's general path, out of line so that the inline fast
-# path keeps its registers to itself.
+# VCpu.deliver_pending's rare half, out of line: the closed-guest check and
+# the general path, for whatever the inline fast path left undecided.
 cdef object _deliver_pending_general(VCpu cpu):
     if cpu.c.lg.mem == NULL:
         raise GuestClosed("the guest is closed; its RAM was released")
@@ -940,6 +940,9 @@ cdef class VCpu:
         task = self.task
         if task is not None and not task.wake_up_process():
             task.kick_process()
+
+    def _noop(self):
+        pass
 
     def deliver_pending(self):
         """Run-loop step 4 in one call: deliver the first deliverable pending
