@@ -3,7 +3,7 @@
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from lgcore.abi cimport *
-from lgcore.guestmem cimport lg_ld_get, lg_access_bound, lg_guest_pa_fast, lg_timespec32
+from lgcore.guestmem cimport lg_ld_get, lg_access_bound, lg_frame_fits, lg_timespec32
 from lgcore.idt cimport lg_idt_address, lg_idt_type, lg_idt_present
 
 # lg_deliver_pending_fast() could not decide: take lg_deliver_pending_general().
@@ -36,9 +36,7 @@ cdef bint lg_deliver_trap(lg_cpu_t *cpu, unsigned int num) noexcept nogil
 cdef inline unsigned int lg_interrupt_pending(lg_cpu_t *cpu, bint *more) noexcept nogil:
     cdef uint32_t blocked, blk
     cdef unsigned int irq
-    if not cpu.lg.has_lguest_data:
-        return LG_IRQS
-    if lg_ld_get(cpu.lg, LG_LD_BLOCKED, &blocked) != 0:
+    if lg_ld_get(cpu.lg, LG_LD_BLOCKED, &blocked) != 0:      # also before LGUEST_INIT
         return LG_IRQS
     blk = lg_atomic_peek32(&cpu.irqs_pending) & ~blocked
     irq = lg_ffs32(blk)
@@ -99,15 +97,14 @@ cdef inline int lg_deliver_pending_fast(lg_cpu_t *cpu) noexcept nogil:
         return LG_DELIVER_GENERAL
     bound = lg_access_bound(lg)
     user = (cpu.regs.ss & 3) != LG_GUEST_PL
+    # Two calls, so that each sees its frame size as a constant.
     if user:
         virtstack = cpu.esp1
-        if not (lg_guest_pa_fast(cpu, virtstack, bound, &gstack) and gstack >= 20
-                and <uint64_t>gstack < bound):
+        if not lg_frame_fits(cpu, virtstack, 20, bound, &gstack):
             return LG_DELIVER_GENERAL
     else:
         virtstack = cpu.regs.esp
-        if not (lg_guest_pa_fast(cpu, virtstack, bound, &gstack) and gstack >= 12
-                and <uint64_t>gstack < bound):
+        if not lg_frame_fits(cpu, virtstack, 12, bound, &gstack):
             return LG_DELIVER_GENERAL
 
     # Every outcome is known: write.  The registers are read after the

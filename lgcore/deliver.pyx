@@ -9,7 +9,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from lgcore.abi cimport *
 from lgcore.guestmem cimport (lg_kill, lg_lgwrite, lg_ld_get, lg_ld_put, lg_access_bound,
-                              lg_guest_pa, lg_guest_pa_fast, lg_write_timestamp)
+                              lg_guest_pa, lg_frame_fits, lg_write_timestamp)
 from lgcore.idt cimport lg_idt_address, lg_idt_type, lg_idt_present
 
 
@@ -44,8 +44,7 @@ cdef inline void _set_guest_interrupt(lg_cpu_t *cpu, uint32_t lo, uint32_t hi,
         ss = r_ss
     eflags = regs.eflags
     nbytes = 12 + (8 if user else 0) + (4 if has_err else 0)
-    if (lg_guest_pa_fast(cpu, virtstack, bound, &gstack) and gstack >= nbytes
-            and <uint64_t>gstack < bound):
+    if lg_frame_fits(cpu, virtstack, nbytes, bound, &gstack):
         top = lg.mem + gstack
         if user:
             memcpy(top - 4, &r_ss, 4)

@@ -84,6 +84,15 @@ cdef inline bint lg_guest_pa_fast(const lg_cpu_t *cpu, uint32_t vaddr, uint64_t 
     return True
 
 
+# Whether a frame of nbytes pushed on the stack at vaddr needs no check per
+# word: the walk kills nobody and the whole frame passes the address check.
+# *gstack is then the frame's top, guest-physical.
+cdef inline bint lg_frame_fits(const lg_cpu_t *cpu, uint32_t vaddr, uint32_t nbytes,
+                               uint64_t bound, uint32_t *gstack) noexcept nogil:
+    return (lg_guest_pa_fast(cpu, vaddr, bound, gstack) and gstack[0] >= nbytes
+            and <uint64_t>gstack[0] < bound)
+
+
 # lgread() of a u32: zero and a kill when the check fails.
 cdef inline uint32_t lg_lgread(lg_cpu_t *cpu, uint32_t addr) noexcept nogil:
     cdef uint32_t val = 0

@@ -941,9 +941,6 @@ cdef class VCpu:
         if task is not None and not task.wake_up_process():
             task.kick_process()
 
-    def _noop(self):
-        pass
-
     def deliver_pending(self):
         """Run-loop step 4 in one call: deliver the first deliverable pending
         IRQ; returns its number, or None when no frame was built."""
