@@ -104,6 +104,23 @@ def test_summary_arithmetic_and_targets(tmp_path):
     assert "Missed:" in paths["md"].read_text()
 
 
+def test_fused_marks_sit_in_the_columns_they_judge(tmp_path):
+    # deliver_pending at 80 ns against a 32 ns floor (2.5x: the floor half
+    # misses) and 1024 ns through cffi (12.8x faster: the cffi half holds).
+    data = {"benchmarks": [_bench_entry("python", "deliver_pending", {
+        "lgcore": (80e-6, 1000), "floor": (32e-6, 1000),
+        "cffi": (1024e-6, 1000), "ctypes": (2048e-6, 1000)}, kind="engine")]}
+    recs = summary.build_records(data, {})
+    assert recs[0]["meets_target_time"] is False
+    paths = summary.write(recs, {"date": "test"}, tmp_path, chart_png=False)
+    row = next(line for line in paths["md"].read_text().splitlines()
+               if line.startswith("| deliver_pending |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[6] == "2.50x ✗"              # vs floor: the half that misses
+    assert cells[7] == "0.078 ✓"              # vs cffi: the half that holds
+    assert cells[12] == "—" and cells[13] == "—"   # no instruction counts, no marks
+
+
 def test_callgrind_difference():
     # n = 10 and 20 blocks of 32 calls; the baseline (loop + rearm) costs
     # 50 per block, each call 7: (count(2n) - count(n)) / n per block.
