@@ -170,6 +170,16 @@ cdef extern from "lgcore/lgcore.h" nogil:
         int32_t halted
         uint32_t pgdir
         int32_t paging
+        uint8_t *fast_ld
+        uint8_t *fast_mem
+        uint64_t fast_bound
+        const int64_t *fast_ts
+        uint64_t walk_key
+        uint64_t walk_bound
+        uint32_t walk_pde_gpa
+        uint32_t walk_pde
+        uint32_t walk_pte_gpa
+        uint32_t walk_pte
 
     uint32_t lg_atomic_or32(uint32_t *p, uint32_t v)
     uint32_t lg_atomic_andnot32(uint32_t *p, uint32_t v)
@@ -180,4 +190,5 @@ cdef extern from "lgcore/lgcore.h" nogil:
     void lg_atomic_store64(int64_t *p, int64_t v)
     void lg_clock_set_virtual(lg_clock_t *clock, int64_t ns)
     void lg_guest_sync(lg_guest_t *lg)
+    void lg_cpu_sync(lg_cpu_t *cpu)
     unsigned int lg_ffs32(uint32_t w)

@@ -3,7 +3,7 @@
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from lgcore.abi cimport *
-from lgcore.guestmem cimport lg_ld_get, lg_access_bound, lg_frame_fits, lg_timespec32
+from lgcore.guestmem cimport lg_ld_get, lg_stack_fits, lg_timespec32
 from lgcore.idt cimport lg_idt_address, lg_idt_type, lg_idt_present
 
 # lg_deliver_pending_fast() could not decide: take lg_deliver_pending_general().
@@ -69,21 +69,22 @@ cdef inline void lg_set_interrupt(lg_cpu_t *cpu, unsigned int irq) noexcept nogi
 # general path has an outcome known before anything is written; the same
 # writes are then made in the same order (the pending bit, the frame, the
 # registers, irq_enabled for an interrupt gate, the timestamp,
-# irq_pending).  Anything else returns LG_DELIVER_GENERAL with nothing
-# written, so the general path starts from scratch.  A closed guest has no
-# RAM (mem_len 0), so it always goes the general way.
+# irq_pending).  Anything else returns LG_DELIVER_GENERAL with nothing of
+# the guest's written (at most the vCPU's derived walk), so the general path
+# starts from scratch.  The guest values come from the vCPU's derived
+# fields (lg_cpu_sync()): a vCPU without them, before LGUEST_INIT or of a
+# closed guest, always goes the general way.
 cdef inline int lg_deliver_pending_fast(lg_cpu_t *cpu) noexcept nogil:
     cdef lg_guest_t *lg = cpu.lg
-    cdef uint8_t *ld
+    cdef uint8_t *ld = cpu.fast_ld
     cdef uint8_t *top
     cdef lg_desc_t *gate
     cdef uint32_t blk, word, gstack, virtstack, ss, eflags, zero = 0
     cdef uint64_t bound, ts
     cdef unsigned int irq
     cdef bint user
-    if not lg.has_lguest_data or <uint64_t>lg.lguest_data + LG_LD_SIZE > lg.mem_len:
+    if ld == NULL:
         return LG_DELIVER_GENERAL
-    ld = lg.mem + lg.lguest_data
     memcpy(&word, ld + LG_LD_BLOCKED, 4)
     blk = lg_atomic_peek32(&cpu.irqs_pending) & ~word
     if blk == 0:
@@ -95,22 +96,22 @@ cdef inline int lg_deliver_pending_fast(lg_cpu_t *cpu) noexcept nogil:
     gate = &cpu.idt[LG_FIRST_EXTERNAL_VECTOR + irq]
     if cpu.halted or word == 0 or not lg_idt_present(gate.a, gate.b):
         return LG_DELIVER_GENERAL
-    bound = lg_access_bound(lg)
+    bound = cpu.fast_bound
     user = (cpu.regs.ss & 3) != LG_GUEST_PL
     # Two calls, so that each sees its frame size as a constant.
     if user:
         virtstack = cpu.esp1
-        if not lg_frame_fits(cpu, virtstack, 20, bound, &gstack):
+        if not lg_stack_fits(cpu, cpu.fast_mem, virtstack, 20, bound, &gstack):
             return LG_DELIVER_GENERAL
     else:
         virtstack = cpu.regs.esp
-        if not lg_frame_fits(cpu, virtstack, 12, bound, &gstack):
+        if not lg_stack_fits(cpu, cpu.fast_mem, virtstack, 12, bound, &gstack):
             return LG_DELIVER_GENERAL
 
     # Every outcome is known: write.  The registers are read after the
     # atomic, which no load crosses, so they are not held across the walk.
     lg_atomic_andnot32(&cpu.irqs_pending, 1u << irq)
-    top = lg.mem + gstack
+    top = cpu.fast_mem + gstack
     if user:
         memcpy(top - 4, &cpu.regs.ss, 4)
         memcpy(top - 8, &cpu.regs.esp, 4)
@@ -134,7 +135,10 @@ cdef inline int lg_deliver_pending_fast(lg_cpu_t *cpu) noexcept nogil:
         cpu.regs.eflags &= ~(LG_EFLAGS_TF | LG_EFLAGS_NT | LG_EFLAGS_RF | LG_EFLAGS_VM)
     if lg_idt_type(gate.a, gate.b) == LG_GATE_INTERRUPT:
         memcpy(ld + LG_LD_IRQ_ENABLED, &zero, 4)
-    ts = lg_timespec32(lg.clock)
+    if cpu.fast_ts != NULL:                          # a virtual clock's image
+        ts = <uint64_t>lg_atomic_load64(cpu.fast_ts)
+    else:
+        ts = lg_timespec32(lg.clock)
     memcpy(ld + LG_LD_TIME, &ts, 8)
     # `more` (see lg_interrupt_pending) is always true in the seed.
     if (lg.fixes & LG_FIX_MORE) and (irq == LG_IRQS - 1 or (blk >> (irq + 1)) == 0):

@@ -163,11 +163,16 @@ cdef int lg_deliver_pending(lg_cpu_t *cpu) noexcept nogil:
     return irq
 
 
-# The general path, from the start (the fast path wrote nothing): find the
-# first unblocked pending IRQ and try it.
+# The general path, from the start (the fast path wrote nothing of the
+# guest's): find the first unblocked pending IRQ and try it.  A vCPU without
+# derived fields (zeroed by its maker, or made before LGUEST_INIT) gets them
+# here, so that the next call can take the fast path.
 cdef int lg_deliver_pending_general(lg_cpu_t *cpu) noexcept nogil:
     cdef bint more
-    cdef unsigned int irq = lg_interrupt_pending(cpu, &more)
+    cdef unsigned int irq
+    if cpu.fast_ld == NULL:
+        lg_cpu_sync(cpu)
+    irq = lg_interrupt_pending(cpu, &more)
     if irq >= LG_IRQS:
         return -1
     if _try_deliver_interrupt(cpu, irq, more):

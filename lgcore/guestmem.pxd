@@ -84,6 +84,56 @@ cdef inline bint lg_guest_pa_fast(const lg_cpu_t *cpu, uint32_t vaddr, uint64_t 
     return True
 
 
+# lg_guest_pa_fast() for the fused fast path's stack, with its last success
+# kept in the vCPU.  When the same page of the same directory comes again
+# under the same bound, both entries are read again and compared with what
+# they held: equal entries give the same walk, so the answer is exact (a
+# guest that rewrites its page tables is seen at once), yet the frame's
+# address no longer waits for the directory entry to be read before the
+# table entry can be.  mem is cpu.fast_mem.
+cdef inline bint lg_stack_pa(lg_cpu_t *cpu, const uint8_t *mem, uint32_t vaddr,
+                             uint64_t bound, uint32_t *pa) noexcept nogil:
+    cdef uint32_t a, b, pgd, pte
+    cdef uint64_t key
+    if not cpu.paging:
+        pa[0] = vaddr
+        return True
+    key = (<uint64_t>cpu.pgdir << 32) | (vaddr >> 12)
+    if cpu.walk_key == key and cpu.walk_bound == bound:
+        memcpy(&pgd, mem + cpu.walk_pde_gpa, 4)
+        memcpy(&pte, mem + cpu.walk_pte_gpa, 4)
+        if pgd == cpu.walk_pde and pte == cpu.walk_pte:
+            pa[0] = (cpu.walk_pte & 0xFFFFF000u) | (vaddr & 0xFFFu)
+            return True
+    a = cpu.pgdir + (vaddr >> 22) * 4
+    if <uint64_t>a + 4 >= bound:
+        return False
+    memcpy(&pgd, mem + a, 4)
+    if not (pgd & LG_PTE_PRESENT):
+        return False
+    b = (pgd & 0xFFFFF000u) + ((vaddr >> 12) & 0x3FFu) * 4
+    if <uint64_t>b + 4 >= bound:
+        return False
+    memcpy(&pte, mem + b, 4)
+    if not (pte & LG_PTE_PRESENT):
+        return False
+    cpu.walk_key = key
+    cpu.walk_bound = bound
+    cpu.walk_pde_gpa = a
+    cpu.walk_pde = pgd
+    cpu.walk_pte_gpa = b
+    cpu.walk_pte = pte
+    pa[0] = (pte & 0xFFFFF000u) | (vaddr & 0xFFFu)
+    return True
+
+
+# lg_frame_fits() over lg_stack_pa().
+cdef inline bint lg_stack_fits(lg_cpu_t *cpu, const uint8_t *mem, uint32_t vaddr,
+                               uint32_t nbytes, uint64_t bound, uint32_t *gstack) noexcept nogil:
+    return (lg_stack_pa(cpu, mem, vaddr, bound, gstack) and gstack[0] >= nbytes
+            and <uint64_t>gstack[0] < bound)
+
+
 # Whether a frame of nbytes pushed on the stack at vaddr needs no check per
 # word: the walk kills nobody and the whole frame passes the address check.
 # *gstack is then the frame's top, guest-physical.

@@ -16,10 +16,12 @@ cdef class Guest:
     cdef object _dead_text
     cdef readonly Clock clock
     cdef readonly list vcpus
+    cdef object _cpus
     cdef public object pin_page_hook
     cdef dict __dict__
     cdef object __weakref__
     cdef void _release(self) noexcept
+    cdef int _sync(self) except -1
 
 
 cdef class VCpu:

@@ -21,6 +21,7 @@ from cpython.exc cimport PyErr_Clear
 from libc.stdint cimport uintptr_t
 
 import struct
+import weakref
 
 from lgcore.abi cimport *
 from lgcore.guestmem cimport (lg_address_ok, lg_lgread, lg_lgwrite, lg_guest_pa,
@@ -402,6 +403,7 @@ cdef class Guest:
         cdef uint8_t[::1] raw
         cdef Py_ssize_t n
         self.vcpus = []
+        self._cpus = weakref.WeakSet()
         try:
             mv = memoryview(ram)
         except TypeError:
@@ -421,7 +423,7 @@ cdef class Guest:
         self.c.mem = &raw[0]
         self.c.mem_len = <uint64_t>n
         self.c.pfn_limit = <uint32_t>(n >> LG_PAGE_SHIFT)
-        lg_guest_sync(&self.c)
+        self._sync()
 
     def __init__(self, ram, *, profile="seed", syscall_vector=LG_SYSCALL_VECTOR,
                  clock=None, pfn_limit=None):
@@ -435,6 +437,7 @@ cdef class Guest:
         self.c.clock = &(<Clock>clock).c
         if pfn_limit is not None:
             self.pfn_limit = pfn_limit
+        self._sync()
 
     def __dealloc__(self):
         self._release()
@@ -449,6 +452,13 @@ cdef class Guest:
                 pass
             self._mv = None
 
+    cdef int _sync(self) except -1:
+        # What the guest and every vCPU of it derive from its fields.
+        lg_guest_sync(&self.c)
+        for cpu in self._cpus:
+            lg_cpu_sync(&(<VCpu>cpu).c)
+        return 0
+
     def close(self):
         """Release the RAM buffer and stop the guest's clockevents (the
         ``clockevents`` lgcore.clock.init_clockdev gave it): armed timers
@@ -458,6 +468,7 @@ cdef class Guest:
         if events is not None:
             events.close()
         self._release()
+        self._sync()
 
     def __enter__(self):
         return self
@@ -505,7 +516,7 @@ cdef class Guest:
     @pfn_limit.setter
     def pfn_limit(self, value):
         self.c.pfn_limit = _u32(value, "pfn_limit")
-        lg_guest_sync(&self.c)
+        self._sync()
 
     @property
     def lguest_data(self):
@@ -520,6 +531,7 @@ cdef class Guest:
         else:
             self.c.lguest_data = _u32(value, "lguest_data")
             self.c.has_lguest_data = 1
+        self._sync()
 
     @property
     def noirq_start(self):
@@ -564,7 +576,7 @@ cdef class Guest:
         if v & ~LG_PROFILE_HARDENED:
             raise ValueError(f"fixes={value!r} has unknown bits (known: {LG_PROFILE_HARDENED:#x})")
         self.c.fixes = v
-        lg_guest_sync(&self.c)
+        self._sync()
 
     @property
     def profile(self):
@@ -579,7 +591,7 @@ cdef class Guest:
         if name not in PROFILES:
             raise ValueError(f"profile={name!r} is not one of {sorted(PROFILES)}")
         self.c.fixes = PROFILES[name]
-        lg_guest_sync(&self.c)
+        self._sync()
 
     # -- kill_guest --
 
@@ -668,6 +680,8 @@ cdef class VCpu:
         self.guest = guest
         self.index = index
         self.c.lg = &guest.c
+        guest._cpus.add(self)
+        lg_cpu_sync(&self.c)
         self.c.regs.cs = LG_GUEST_CS
         self.c.regs.ds = LG_GUEST_DS
         self.c.regs.es = LG_GUEST_DS

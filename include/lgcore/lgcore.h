@@ -210,6 +210,22 @@ typedef struct lg_cpu {
     int32_t  halted;
     uint32_t pgdir;                  /* guest-physical page directory */
     int32_t  paging;                 /* 0: guest-virtual == guest-physical */
+    /* Derived, for lg_deliver_pending_fast() alone: the guest values it
+     * needs, kept here so that each is one load from the vCPU, and the last
+     * stack walk it made.  All zero is valid (the fast path then steps
+     * aside).  lg_cpu_sync() refreshes them: call it for every vCPU of a
+     * guest after lg_guest_sync(), and after the guest's RAM, lguest_data,
+     * has_lguest_data or clock change; lgcore.Guest does both. */
+    uint8_t *fast_ld;                /* lguest_data in host memory, or NULL */
+    uint8_t *fast_mem;               /* the guest's RAM, when fast_ld is set */
+    uint64_t fast_bound;             /* the guest's lg_access_bound() */
+    const int64_t *fast_ts;          /* a virtual clock's virtual_ts32, or NULL */
+    uint64_t walk_key;               /* pgdir << 32 | vaddr >> 12 walked */
+    uint64_t walk_bound;             /* the bound it passed; 0: none kept */
+    uint32_t walk_pde_gpa;           /* its page-directory entry: where */
+    uint32_t walk_pde;               /* and what it held */
+    uint32_t walk_pte_gpa;           /* its page-table entry: where */
+    uint32_t walk_pte;               /* and what it held */
 } lg_cpu_t;
 
 /* ---- atomics for the pending word (set_interrupt runs on any thread) ---- */
@@ -276,6 +292,29 @@ static inline void lg_guest_sync(lg_guest_t *lg)
     if (lg->fixes & LG_FIX_ADDRESS_CHECK)
         bound += 1;
     lg->pfn_bound = bound < 0x100000000ull ? bound : 0x100000000ull;
+}
+
+/* Refresh a vCPU's derived fields (see lg_cpu_t) from its guest, and forget
+ * its last walk.  Call it again when the guest gets another clock.  Without RAM or a whole lguest_data inside it, fast_ld is
+ * NULL and lg_deliver_pending_fast() always steps aside. */
+static inline void lg_cpu_sync(lg_cpu_t *cpu)
+{
+    const lg_guest_t *lg = cpu->lg;
+
+    cpu->walk_bound = 0;
+    if (lg == NULL || lg->mem == NULL || !lg->has_lguest_data ||
+        (uint64_t)lg->lguest_data + LG_LD_SIZE > lg->mem_len) {
+        cpu->fast_ld = NULL;
+        cpu->fast_mem = NULL;
+        cpu->fast_bound = 0;
+        cpu->fast_ts = NULL;
+        return;
+    }
+    cpu->fast_mem = lg->mem;
+    cpu->fast_ld = lg->mem + lg->lguest_data;
+    cpu->fast_bound = lg->pfn_bound < lg->mem_len + 1 ? lg->pfn_bound : lg->mem_len + 1;
+    cpu->fast_ts = lg->clock != NULL && lg->clock->mode == LG_CLOCK_VIRTUAL ?
+                   &lg->clock->virtual_ts32 : NULL;
 }
 
 /* Lowest set bit of a word, or 32 when there is none. */
