@@ -115,6 +115,7 @@ class GuestState:
     halted: bool = False
     pgdir: int = 0
     paging: bool = False
+    tables: tuple[int, ...] = ()                    # where the page-table entries went
     clock_ns: int = 0
     dead: str | None = None
     host_idt_fill: int = 2

@@ -23,7 +23,15 @@ def find_mismatch(exc: BaseException):
     return None
 
 
-def main(examples: int) -> None:
+#: The differential tests a mutant can be run against: name -> (module,
+#: function returning the test body for (pair, examples, shrink)).
+SCENARIOS = {
+    "sequences": ("tests.diff.runner", "sequence_test"),
+    "kept_walk": ("tests.diff.test_kept_walk", "kept_walk_test"),
+}
+
+
+def main(examples: int, scenario: str = "sequences") -> None:
     import lgcore
     here = os.path.realpath(os.getcwd())
     where = os.path.realpath(os.path.dirname(lgcore.__file__))
@@ -32,13 +40,16 @@ def main(examples: int) -> None:
 
     from lgcore.reference import load_reference
 
-    from .harness import STATS, Pair
-    from .runner import sequence_test
+    import importlib
 
+    from .harness import STATS, Pair
+
+    module, name = SCENARIOS[scenario]
+    test_body = getattr(importlib.import_module(module), name)
     pair = Pair(load_reference())
-    report = {"lgcore": where, "examples": examples}
+    report = {"lgcore": where, "examples": examples, "scenario": scenario}
     try:
-        sequence_test(pair, examples, shrink=False)()
+        test_body(pair, examples, shrink=False)()
     except Exception as exc:
         found = find_mismatch(exc)
         if found is None:

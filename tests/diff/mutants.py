@@ -36,6 +36,7 @@ class Mutation:
     why: str
     rebuild: tuple[str, ...] = ()   # extensions to rebuild; default: the .pyx's own
     sequences: int = 400            # random sequences the driver may need to catch it
+    scenario: str = "sequences"     # the driver's test: mutant_driver.SCENARIOS
 
 
 MUTATIONS = {m.name: m for m in (
@@ -79,6 +80,12 @@ MUTATIONS = {m.name: m for m in (
         "    return (end >> LG_PAGE_SHIFT) <= lg.pfn_limit\n",
         "the seed-era address check lets an access end exactly at pfn_limit",
         rebuild=("idt", "deliver", "vcpu")),
+    Mutation(
+        "kept-walk-skips-table-entry", "lgcore/guestmem.pxd",
+        "        if pgd == cpu.walk_pde and pte == cpu.walk_pte:\n",
+        "        if pgd == cpu.walk_pde:\n",
+        "the fused path's kept stack walk trusts a page-table entry the guest rewrote",
+        rebuild=("idt", "deliver", "vcpu"), scenario="kept_walk"),
 )}
 
 #: Built and checked in the default run (one extension at -O0: seconds).
@@ -156,16 +163,18 @@ def build_mutant(mutation: Mutation | None, root: Path) -> Path:
     return root
 
 
-def run_driver(root: Path, examples: int, reference) -> dict:
-    """Run the sequence test on the package in ``root``; returns the
-    driver's JSON report ({"caught": bool, ...})."""
+def run_driver(root: Path, examples: int, reference, scenario: str = "sequences") -> dict:
+    """Run a differential test (``scenario``, one of mutant_driver.SCENARIOS)
+    on the package in ``root``; returns the driver's JSON report
+    ({"caught": bool, ...})."""
     env = dict(os.environ)
     env["LGCORE_C_ORIGINAL"] = str(reference.source)
     env["LGCORE_REFERENCE_CACHE"] = str(reference.path.parent)
     env.pop("LGCORE_DIFF_SEED", None)
     env.pop("PYTHONPATH", None)
     code = ("import sys; sys.path.append(%r); "
-            "from tests.diff.mutant_driver import main; main(%d)" % (str(REPO), examples))
+            "from tests.diff.mutant_driver import main; main(%d, %r)"
+            % (str(REPO), examples, scenario))
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
                           capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

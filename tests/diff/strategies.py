@@ -164,6 +164,7 @@ def decode_state(r: Reader) -> tuple[GuestState, Addresses]:
     nmap = r.byte() % (MAX_MAPPINGS + 1)
     vaddrs = [0xC0000000, 0xBFFFF000]
     pde_of: dict[int, int] = {}
+    tables: list[int] = []
     for k in range(MAX_MAPPINGS):
         if k >= nmap:
             r.pos += 5
@@ -177,8 +178,10 @@ def decode_state(r: Reader) -> tuple[GuestState, Addresses]:
         if di not in pde_of:
             pde_of[di] = (pt_page * PAGE) | pde_flags
             writes.append(((pgdir + 4 * di) & M32, _pack(pde_of[di])))
+            tables.append((pgdir + 4 * di) & M32)
         pte_at = ((pde_of[di] & 0xFFFFF000) + 4 * (vpage & 0x3FF)) & M32
         writes.append((pte_at, _pack(ppage * PAGE | flags)))
+        tables.append(pte_at)
         vaddrs.append(vpage << 12)
 
     # -- lguest_data --
@@ -269,6 +272,7 @@ def decode_state(r: Reader) -> tuple[GuestState, Addresses]:
         halted=r.flag(),
         pgdir=pgdir,
         paging=paging,
+        tables=tuple(tables),
         clock_ns=r.biased(CLOCKS, raw_mod=2**62),
         dead="killed earlier" if r.flag(5) else None,
         host_idt_fill=r.byte() % HOST_IDT_FILLS,
@@ -324,6 +328,12 @@ def decode_op(r: Reader, state: GuestState, addresses: Addresses) -> tuple:
         if sel < 140 and state.lguest_data is not None:
             at = state.lguest_data + (LD_IRQ_ENABLED, LD_BLOCKED, LD_IRQ_PENDING,
                                       LD_SYSCALL_VEC)[sel % 4]
+        elif sel < 170 and state.tables:
+            # Rewrite a page-table entry: the guest remaps (or unmaps) a page
+            # between two deliveries, which a kept walk must notice.
+            at = r.pick(state.tables)
+            return (kind, at, (r.byte() % (state.ram_size // PAGE + 2)) * PAGE
+                    | r.pick(PTE_FLAGS))
         else:
             at = r.raw() % state.ram_size
         return (kind, at, r.biased(IRQ_ENABLED))

@@ -65,7 +65,8 @@ def test_unmutated_copy_is_clean(reference, tmp_path):
 def test_compiled_mutant_is_caught(name, reference, tmp_path):
     mutation = MUTATIONS[name]
     root = build_mutant(mutation, tmp_path / name)
-    report = run_driver(root, max(MUTANT_EXAMPLES, mutation.sequences), reference)
+    report = run_driver(root, max(MUTANT_EXAMPLES, mutation.sequences), reference,
+                        mutation.scenario)
     assert report["caught"], (f"mutant {name} ({mutation.why}) survived "
                               f"{report['sequences']} sequences")
 
