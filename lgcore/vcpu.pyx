@@ -958,8 +958,9 @@ cdef class VCpu:
     def deliver_pending(self):
         """Run-loop step 4 in one call: deliver the first deliverable pending
         IRQ; returns its number, or None when no frame was built."""
-        # The common step inline; a closed guest always falls to the general
-        # path (it has no RAM), which is where the check costs nothing.
+        # The common step inline; a closed guest's vCPU has no derived
+        # lguest_data, so it always falls to the general path, which is
+        # where the check costs nothing.
         cdef int irq = lg_deliver_pending_fast(&self.c)
         if irq >= 0:
             # C:090 the IRQ's int object from a table: no PyLong_FromLong.
